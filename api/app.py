@@ -1,0 +1,60 @@
+"""The application factory: given the settings, builds the whole aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from api import accesses, config, keys, oidc, rooms, users  # noqa: F401  (register routes)
+from api.auth import VERIFIER, JWKSVerifier
+from api.config import CONFIG_BODY, frontend_config, openapi_document
+from api.frontend import frontend_routes
+from api.http import MAX_BODY_BYTES, dumps
+from api.middlewares import csrf_cookie_middleware, error_middleware
+from api.openapi import REGISTRY
+from api.session import SessionCodec
+from coordinator.accesses import AccessService
+from coordinator.rooms import RoomService
+from coordinator.settings import Settings
+from storage.engine import create_engine, create_sessionmaker
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The application; resources (engine, HTTP session) live in ``cleanup_ctx``."""
+    app = web.Application(
+        middlewares=[error_middleware, csrf_cookie_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.SESSIONS] = SessionCodec(
+        settings.secret_key.get(), max_age=settings.session_cookie_age
+    )
+    app[keys.OPENAPI] = openapi_document(settings)
+    app[CONFIG_BODY] = dumps(frontend_config(settings))
+    app.cleanup_ctx.append(http_ctx)
+    app.cleanup_ctx.append(database_ctx)
+    app.add_routes(REGISTRY.routes)
+    if settings.frontend_dist_dir:
+        app.add_routes(frontend_routes(settings.frontend_dist_dir))
+    return app
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession()
+    app[keys.HTTP] = session
+    app[VERIFIER] = JWKSVerifier(app[keys.SETTINGS], session)
+    yield
+    await session.close()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    app[keys.SESSIONMAKER] = sessionmaker
+    app[keys.ROOMS] = RoomService(settings, sessionmaker)
+    app[keys.ACCESSES] = AccessService(sessionmaker)
+    yield
+    await engine.dispose()

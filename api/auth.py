@@ -1,0 +1,181 @@
+"""Who is calling: session cookie (with CSRF on unsafe methods) or an OIDC bearer token."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from api import keys
+from api.session import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from coordinator.cache import TTLCache
+from coordinator.errors import NotAuthenticated, PermissionDenied
+from coordinator.identity import resolve_user
+from coordinator.settings import Settings
+from storage import users as user_store
+from storage.records import UserRecord
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+CSRF_MISSING = "CSRF Failed: CSRF token missing."
+CSRF_INCORRECT = "CSRF Failed: CSRF token incorrect."
+INVALID_TOKEN = "Invalid token."
+
+
+class NotAuthenticatedSession(NotAuthenticated):
+    """401 with ``WWW-Authenticate: Session``, as Meet answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: UserRecord | None
+    via: str  # "session", "bearer" or "anonymous"
+
+
+IDENTITY = web.RequestKey("identity", Identity)
+
+
+class JWKSVerifier:
+    """Verifies OIDC access tokens against the provider's JWKS (cached, refreshed on new kid)."""
+
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
+        self._oidc = settings.oidc
+        self._http = http
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+        self._users: TTLCache[str, UserRecord] = TTLCache(ttl=30, max_size=10_000)
+
+    async def _key_set(self, *, refresh: bool = False) -> KeySet:
+        async with self._lock:
+            stale = refresh and time.monotonic() - self._fetched_at > 10
+            if self._keys is None or stale:
+                timeout = aiohttp.ClientTimeout(total=self._oidc.timeout_seconds)
+                async with self._http.get(self._oidc.jwks_endpoint, timeout=timeout) as resp:
+                    resp.raise_for_status()
+                    self._keys = KeySet.import_key_set(await resp.json())
+                self._fetched_at = time.monotonic()
+            return self._keys
+
+    async def claims(
+        self, token: str, *, audience: str | None = None, nonce: str | None = None
+    ) -> dict[str, Any]:
+        """The validated claims of ``token``; raises :class:`NotAuthenticated` otherwise.
+
+        Access tokens are checked against OIDC_RS_AUDIENCE (default: the client id); ID tokens
+        pass the client id as ``audience`` and the login's ``nonce``.
+        """
+        if not self._oidc.jwks_endpoint:
+            raise NotAuthenticated(INVALID_TOKEN)
+        try:
+            key_set = await self._key_set()
+            try:
+                decoded = jwt.decode(token, key_set, algorithms=[self._oidc.sign_algo])
+            except JoseError:
+                key_set = await self._key_set(refresh=True)
+                decoded = jwt.decode(token, key_set, algorithms=[self._oidc.sign_algo])
+            options: dict[str, Any] = {
+                "exp": {"essential": True},
+                "sub": {"essential": True},
+                "aud": {"essential": True, "value": audience or self._oidc.audience},
+            }
+            if self._oidc.issuer:
+                options["iss"] = {"essential": True, "value": self._oidc.issuer}
+            if nonce:
+                options["nonce"] = {"essential": True, "value": nonce}
+            jwt.JWTClaimsRegistry(leeway=30, **options).validate(decoded.claims)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise NotAuthenticated(INVALID_TOKEN) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("JWKS endpoint unreachable: %s", exc)
+            raise NotAuthenticated(INVALID_TOKEN) from exc
+        return dict(decoded.claims)
+
+    async def user(self, request: web.Request, token: str) -> UserRecord:
+        cached = self._users.get(token)
+        if cached is not None:
+            return cached
+        claims = await self.claims(token)
+        user = await resolve_user(
+            request.app[keys.SESSIONMAKER], self._oidc, claims, is_login=False
+        )
+        self._users.set(token, user, ttl=max(1.0, min(30.0, float(claims["exp"]) - time.time())))
+        return user
+
+
+VERIFIER = web.AppKey("jwks_verifier", JWKSVerifier)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def check_csrf(request: web.Request) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    cookie = request.cookies.get(CSRF_COOKIE)
+    header = request.headers.get(CSRF_HEADER)
+    if not cookie or not header:
+        raise PermissionDenied(CSRF_MISSING)
+    if not hmac.compare_digest(cookie, header):
+        raise PermissionDenied(CSRF_INCORRECT)
+
+
+async def identify(request: web.Request, *, allow_bearer: bool = True) -> Identity:
+    """The caller's identity, computed once per request."""
+    if IDENTITY in request:
+        return request[IDENTITY]
+    identity = await _identify(request, allow_bearer=allow_bearer)
+    request[IDENTITY] = identity
+    return identity
+
+
+async def _identify(request: web.Request, *, allow_bearer: bool) -> Identity:
+    token = bearer_token(request) if allow_bearer else None
+    if token is not None:
+        return Identity(await request.app[VERIFIER].user(request, token), "bearer")
+    data = request.app[keys.SESSIONS].decode(request.cookies.get(SESSION_COOKIE))
+    user_id = data.get("uid") if data else None
+    if not user_id:
+        return Identity(None, "anonymous")
+    try:
+        parsed = uuid.UUID(str(user_id))
+    except ValueError:
+        return Identity(None, "anonymous")
+    async with request.app[keys.SESSIONMAKER]() as session:
+        user = await user_store.get_user(session, parsed)
+    if user is None or not user.is_active:
+        return Identity(None, "anonymous")
+    check_csrf(request)
+    return Identity(user, "session")
+
+
+async def current_user(request: web.Request) -> UserRecord | None:
+    return (await identify(request)).user
+
+
+async def require_user(request: web.Request) -> UserRecord:
+    user = await current_user(request)
+    if user is None:
+        raise NotAuthenticatedSession()
+    return user
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,37 @@
+"""Serve a built single-page app (FRONTEND_DIST_DIR) at ``/`` with no reverse proxy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+HASHED_ASSET = re.compile(r"[.-][0-9a-zA-Z_-]{8,}\.(js|css|mjs|woff2?|png|svg|jpg|webp|ico)$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+
+def frontend_routes(dist_dir: str) -> list[web.RouteDef]:
+    """Files under ``dist_dir``; ``index.html`` for unknown paths outside ``/api/``."""
+    root = Path(dist_dir).resolve()
+    index = root / "index.html"
+    if not index.is_file():
+        raise ValueError(f"FRONTEND_DIST_DIR={dist_dir!r} holds no index.html")
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        path = request.match_info.get("path", "")
+        if path.startswith("api/") or path.startswith("__"):
+            raise web.HTTPNotFound()
+        candidate = (root / path).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            response = web.FileResponse(candidate)
+            response.headers["Cache-Control"] = (
+                IMMUTABLE if HASHED_ASSET.search(candidate.name) else NO_CACHE
+            )
+            return response
+        response = web.FileResponse(index)
+        response.headers["Cache-Control"] = NO_CACHE
+        return response
+
+    return [web.get("/{path:.*}", serve, name="frontend")]

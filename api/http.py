@@ -1,0 +1,171 @@
+"""Request parsing and response helpers shared by the resource modules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from coordinator.errors import CoordinatorError, InvalidRequest, NotFound
+from storage.records import Page
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_PAGE_SIZE = 20
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class UnsupportedMediaType(CoordinatorError):
+    status = 415
+    default_message = "Unsupported media type in request."
+
+
+class MethodNotAllowed(CoordinatorError):
+    status = 405
+
+
+_MESSAGES = {
+    "missing": "This field is required.",
+    "string_type": "Not a valid string.",
+    "bool_type": "Must be a valid boolean.",
+    "int_type": "A valid integer is required.",
+    "int_parsing": "A valid integer is required.",
+    "uuid_type": "Must be a valid UUID.",
+    "uuid_parsing": "Must be a valid UUID.",
+    "list_type": "Expected a list of items.",
+    "dict_type": "Expected a dictionary of items.",
+    "model_type": "Expected a dictionary of items.",
+    "extra_forbidden": "Unknown field.",
+}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if kind == "string_too_long":
+        return f"Ensure this field has no more than {ctx.get('max_length')} characters."
+    if kind == "string_too_short":
+        return (
+            "This field may not be blank."
+            if ctx.get("min_length") == 1
+            else f"Ensure this field has at least {ctx.get('min_length')} characters."
+        )
+    if kind in ("literal_error", "enum"):
+        return f'"{error.get("input")}" is not a valid choice.'
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    return str(error.get("msg", "Invalid value."))
+
+
+def field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """Pydantic errors as DRF-style ``{"field": ["message", ...]}``."""
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        key = loc[0] if loc else "non_field_errors"
+        message = _message(error)
+        if len(loc) > 1:
+            message = f"{'.'.join(loc[1:])}: {message}"
+        errors.setdefault(key, [])
+        if message not in errors[key]:
+            errors[key].append(message)
+    return errors
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise InvalidRequest.fields(
+            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {_kind(data)}."]}
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest.fields(field_errors(exc)) from None
+
+
+def _kind(data: Any) -> str:
+    return {list: "list", str: "str", int: "int", float: "float", bool: "bool"}.get(
+        type(data), "null" if data is None else type(data).__name__
+    )
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body; an absent body is ``{}``. Other media types get 415."""
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        raise InvalidRequest("Request body too large.")
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest("Request body too large.")
+    if not raw.strip():
+        return {}
+    content_type = request.content_type
+    if content_type not in ("application/json", "application/octet-stream") and not (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(f'Unsupported media type "{content_type}" in request.')
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"JSON parse error - {exc}") from None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    return validate(model, await read_json(request))
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise InvalidRequest.fields(field_errors(exc)) from None
+
+
+def page_params(request: web.Request, *, sized: bool) -> tuple[int, int]:
+    """``(page, page_size)``; a bad ``page`` is 404 "Invalid page." as in DRF."""
+    raw_page = request.query.get("page", "1")
+    try:
+        page = int(raw_page) if raw_page not in ("", "last") else 1
+    except ValueError:
+        raise NotFound("Invalid page.") from None
+    if page < 1:
+        raise NotFound("Invalid page.")
+    size = DEFAULT_PAGE_SIZE
+    if sized:
+        try:
+            size = max(1, min(100, int(request.query.get("page_size", DEFAULT_PAGE_SIZE))))
+        except ValueError:
+            size = DEFAULT_PAGE_SIZE
+    return page, size
+
+
+def paginated(
+    request: web.Request, page: int, size: int, result: Page[Any], results: list[Any]
+) -> dict[str, Any]:
+    if page > 1 and (page - 1) * size >= result.count:
+        raise NotFound("Invalid page.")
+    url = request.url
+
+    def link(number: int) -> str:
+        query = dict(url.query)
+        if number == 1:
+            query.pop("page", None)
+        else:
+            query["page"] = str(number)
+        return str(url.with_query(query))
+
+    return {
+        "count": result.count,
+        "next": link(page + 1) if page * size < result.count else None,
+        "previous": link(page - 1) if page > 1 else None,
+        "results": results,
+    }
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(data), status=status, content_type="application/json")

@@ -1,0 +1,85 @@
+"""``meet-coordinator``: ``serve``, ``migrate`` (and more subcommands as the project grows)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from coordinator.errors import ConfigurationError
+from coordinator.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigurationError as exc:
+        print(f"meet-coordinator: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _migrate_only_settings() -> str:
+    """``migrate`` needs only the database: it must work before SECRET_KEY is chosen."""
+    from coordinator.settings import _database_url, _Env
+
+    try:
+        return _database_url(_Env(os.environ))
+    except ConfigurationError as exc:
+        print(f"meet-coordinator: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from api.app import create_app
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
+        print=lambda message: print(message, flush=True),
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+
+    url = _migrate_only_settings()
+    asyncio.run(upgrade(url, args.revision))
+    print(f"meet-coordinator: database migrated to {args.revision}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meet-coordinator",
+        description="La Suite Meet compatible backend. Configuration comes from the environment.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8071)
+    serve.add_argument("--no-access-log", action="store_true", help="disable the access log")
+    serve.set_defaults(func=cmd_serve)
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,314 @@
+"""Room use cases: lookup with role and LiveKit token, CRUD, and the resource-access rules.
+
+Inputs are already validated (``api`` parses them with pydantic); this module applies the
+contract's permission tables (reference §1.3, §1.4) and runs one transaction per use case.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from coordinator.cache import TTLCache
+from coordinator.errors import InvalidRequest, NotAuthenticated, NotFound, PermissionDenied
+from coordinator.settings import Settings
+from coordinator.slugs import parse_uuid, slugify
+from coordinator.tokens import Participant, mint_token, new_identity, publish_sources
+from storage import rooms as room_store
+from storage.engine import SessionMaker
+from storage.records import AccessRecord, Page, RoomRecord, UserRecord
+
+PRIVILEGED = frozenset({"administrator", "owner"})
+PRIVILEGES_REQUIRED = "You must have privileges on room to perform this action."
+ROOM_NOT_FOUND = "No Room matches the given query."
+SLUG_MAX_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitAccess:
+    url: str
+    room: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomView:
+    """A room as one caller sees it."""
+
+    room: RoomRecord
+    role: str | None
+    livekit: LiveKitAccess | None
+    accesses: list[AccessRecord] | None = None
+
+    @property
+    def is_privileged(self) -> bool:
+        return self.role in PRIVILEGED
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisteredRoomView:
+    slug: str
+    livekit: LiveKitAccess
+
+
+@dataclass(slots=True)
+class RoomChanges:
+    name: str | None = None
+    access_level: str | None = None
+    configuration: dict[str, Any] | None = None
+    fields_set: set[str] = field(default_factory=set)
+
+
+def can_join(access_level: str, user: UserRecord | None, role: str | None) -> bool:
+    """Whether the caller receives a LiveKit token (and bypasses the lobby), §1.3."""
+    if access_level == "public":
+        return True
+    if access_level == "trusted":
+        return user is not None
+    return role is not None
+
+
+def display_name(settings: Settings, user: UserRecord | None, username: str | None) -> str:
+    if user is None:
+        return username or "Anonymous"
+    if username and settings.authenticated_participants_can_edit_display_name:
+        return username
+    return user.full_name or str(user)
+
+
+def require_user(user: UserRecord | None) -> UserRecord:
+    if user is None:
+        raise NotAuthenticated()
+    return user
+
+
+class RoomService:
+    """Room use cases over one sessionmaker; safe to share across requests."""
+
+    def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self.creation_callbacks: TTLCache[str, dict[str, str]] = TTLCache(
+            ttl=settings.room_creation_callback_cache_timeout
+        )
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def livekit_access(
+        self,
+        *,
+        room_name: str,
+        configuration: dict[str, Any],
+        user: UserRecord | None,
+        role: str | None,
+        username: str | None,
+        identity: str | None = None,
+        color: str | None = None,
+    ) -> LiveKitAccess:
+        settings = self._settings
+        participant = Participant(
+            identity=(user.sub or str(user.id)) if user else identity or new_identity(),
+            name=display_name(settings, user, username),
+            is_authenticated=user is not None,
+            role=role,
+            color=color,
+        )
+        token = mint_token(
+            settings.livekit,
+            room=room_name,
+            participant=participant,
+            sources=publish_sources(settings.livekit, configuration, role),
+        )
+        return LiveKitAccess(url=settings.livekit.api_url, room=room_name, token=token)
+
+    def _view(
+        self,
+        room: RoomRecord,
+        role: str | None,
+        user: UserRecord | None,
+        username: str | None,
+        accesses: list[AccessRecord] | None,
+    ) -> RoomView:
+        livekit = None
+        if can_join(room.access_level, user, role):
+            livekit = self.livekit_access(
+                room_name=str(room.id),
+                configuration=room.configuration,
+                user=user,
+                role=role,
+                username=username,
+            )
+        return RoomView(room=room, role=role, livekit=livekit, accesses=accesses)
+
+    # -- lookup --------------------------------------------------------------------------
+
+    async def find(
+        self, lookup: str, user: UserRecord | None, *, for_update: bool = False
+    ) -> tuple[RoomRecord, str | None] | None:
+        """The room named by ``lookup`` (a UUID, else a slug after slugification)."""
+        room_id = parse_uuid(lookup)
+        async with self._sessionmaker() as session:
+            if room_id is not None:
+                found = await room_store.get_room(
+                    session, room_id=room_id, user_id=user.id if user else None
+                )
+                if found is not None:
+                    return found
+            return await room_store.get_room(
+                session, slug=slugify(lookup), user_id=user.id if user else None
+            )
+
+    async def get(self, lookup: str, user: UserRecord | None) -> tuple[RoomRecord, str | None]:
+        found = await self.find(lookup, user)
+        if found is None:
+            raise NotFound(ROOM_NOT_FOUND)
+        return found
+
+    async def retrieve(
+        self, lookup: str, user: UserRecord | None, *, username: str | None
+    ) -> RoomView | UnregisteredRoomView:
+        found = await self.find(lookup, user)
+        if found is None:
+            if not self._settings.allow_unregistered_rooms:
+                raise NotFound(ROOM_NOT_FOUND)
+            slug = slugify(lookup)
+            if not slug:
+                raise NotFound(ROOM_NOT_FOUND)
+            livekit = self.livekit_access(
+                room_name=slug, configuration={}, user=user, role=None, username=username
+            )
+            return UnregisteredRoomView(slug=slug, livekit=livekit)
+        room, role = found
+        accesses = None
+        if role in PRIVILEGED:
+            async with self._sessionmaker() as session:
+                accesses = (await room_store.room_accesses(session, [room.id]))[room.id]
+        return self._view(room, role, user, username, accesses)
+
+    async def list(self, user: UserRecord, *, offset: int, limit: int) -> Page[RoomView]:
+        async with self._sessionmaker() as session:
+            page = await room_store.list_user_rooms(session, user.id, offset=offset, limit=limit)
+            admin_ids = [room.id for room, role in page.items if role in PRIVILEGED]
+            accesses = await room_store.room_accesses(session, admin_ids)
+        views = [
+            self._view(
+                room, role, user, None, accesses.get(room.id) if role in PRIVILEGED else None
+            )
+            for room, role in page.items
+        ]
+        return Page(views, page.count)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _slug_for(self, name: str) -> str:
+        slug = slugify(name)
+        if parse_uuid(slug) is not None:
+            raise InvalidRequest.fields({"name": [f'Room name "{name}" is reserved.']})
+        if not slug:
+            raise InvalidRequest.fields({"name": ["The room name must contain letters or digits."]})
+        if len(slug) > SLUG_MAX_LENGTH:
+            raise InvalidRequest.fields(
+                {
+                    "slug": [
+                        f"Ensure this value has at most {SLUG_MAX_LENGTH} characters "
+                        f"(it has {len(slug)})."
+                    ]
+                }
+            )
+        return slug
+
+    async def _new_pin(self, session: Any) -> str | None:
+        settings = self._settings
+        if not (settings.room_telephony_enabled or settings.roomkit_enabled):
+            return None
+        length = settings.room_telephony_pin_length
+        for _ in range(settings.room_telephony_pin_max_retries):
+            pin = str(secrets.randbelow(10**length)).zfill(length)
+            if not await room_store.pin_code_exists(session, pin):
+                return pin
+        return None
+
+    async def create(
+        self,
+        user: UserRecord | None,
+        *,
+        name: str,
+        access_level: str | None,
+        configuration: dict[str, Any] | None,
+        callback_id: str | None,
+    ) -> RoomView:
+        user = require_user(user)
+        slug = self._slug_for(name)
+        if access_level is None:
+            access_level = (
+                user.default_room_access_level or self._settings.resource_default_access_level
+            )
+        if not configuration:
+            configuration = dict(user.default_room_configuration or {})
+        try:
+            async with self._sessionmaker.begin() as session:
+                if await room_store.slug_exists(session, slug):
+                    raise _duplicate_slug()
+                room = await room_store.create_room(
+                    session,
+                    owner_id=user.id,
+                    name=name,
+                    slug=slug,
+                    access_level=access_level,
+                    configuration=configuration,
+                    pin_code=await self._new_pin(session),
+                )
+                accesses = await room_store.room_accesses(session, [room.id])
+        except IntegrityError:
+            raise _duplicate_slug() from None
+        if callback_id:
+            self.creation_callbacks.set(callback_id, {"slug": slug})
+        return self._view(room, "owner", user, None, accesses[room.id])
+
+    async def update(self, lookup: str, user: UserRecord | None, changes: RoomChanges) -> RoomView:
+        user = require_user(user)
+        room, role = await self.get(lookup, user)
+        if role not in PRIVILEGED:
+            raise PermissionDenied()
+        fields: dict[str, Any] = {}
+        if "name" in changes.fields_set and changes.name is not None:
+            fields["name"] = changes.name
+            fields["slug"] = self._slug_for(changes.name)
+        if "access_level" in changes.fields_set and changes.access_level is not None:
+            fields["access_level"] = changes.access_level
+        if "configuration" in changes.fields_set:
+            fields["configuration"] = changes.configuration or {}
+        try:
+            async with self._sessionmaker.begin() as session:
+                if "slug" in fields and await room_store.slug_exists(
+                    session, fields["slug"], exclude=room.id
+                ):
+                    raise _duplicate_slug()
+                room = await room_store.update_room(session, room.id, **fields)
+                accesses = await room_store.room_accesses(session, [room.id])
+        except IntegrityError:
+            raise _duplicate_slug() from None
+        return self._view(room, role, user, None, accesses[room.id])
+
+    async def delete(self, lookup: str, user: UserRecord | None) -> None:
+        user = require_user(user)
+        room, role = await self.get(lookup, user)
+        if role != "owner":
+            raise PermissionDenied()
+        async with self._sessionmaker.begin() as session:
+            await room_store.delete_room(session, room.id)
+
+    def pop_creation_callback(self, callback_id: str) -> dict[str, str]:
+        return self.creation_callbacks.pop(callback_id) or {}
+
+
+def _duplicate_slug() -> InvalidRequest:
+    return InvalidRequest.fields({"slug": ["Room with this Slug already exists."]})
+
+
+def require_privileged(role: str | None) -> None:
+    if role not in PRIVILEGED:
+        raise PermissionDenied(PRIVILEGES_REQUIRED)

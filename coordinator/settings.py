@@ -1,0 +1,364 @@
+"""Configuration: one frozen typed object, built once from the environment and passed down.
+
+Variable names follow La Suite Meet's wherever Meet has the setting, so an operator's Meet env
+file works unchanged. Parse errors raise :class:`ConfigurationError` naming the variable.
+Secrets are wrapped in :class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote
+
+from coordinator.errors import ConfigurationError
+
+ACCESS_LEVELS = ("public", "trusted", "restricted")
+DEFAULT_SOURCES = ("camera", "microphone", "screen_share", "screen_share_audio")
+LANGUAGES = ("en-us", "fr-fr", "nl-nl", "de-de")
+
+
+class Secret:
+    """A string that does not show itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _Env:
+    """Typed reads of an environment mapping; every error names the variable."""
+
+    _TRUE = {"1", "true", "yes", "on", "t", "y"}
+    _FALSE = {"0", "false", "no", "off", "f", "n", ""}
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, *names: str) -> str | None:
+        for name in names:
+            value = self._environ.get(name)
+            if value is not None:
+                return value
+        return None
+
+    def text(self, name: str, default: str = "", *aliases: str) -> str:
+        value = self.raw(name, *aliases)
+        return default if value is None else value.strip()
+
+    def optional_str(self, name: str) -> str | None:
+        value = self.raw(name)
+        return value.strip() or None if value is not None else None
+
+    def secret(self, name: str, *aliases: str) -> Secret:
+        return Secret(self.text(name, "", *aliases))
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in self._TRUE:
+            return True
+        if lowered in self._FALSE:
+            return False
+        raise ConfigurationError(f"{name}={value!r} is not a valid boolean (use true or false).")
+
+    def integer(self, name: str, default: int | None, *, minimum: int | None = None) -> int | None:
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ConfigurationError(f"{name}={value!r} is not a valid integer.") from None
+        if minimum is not None and number < minimum:
+            raise ConfigurationError(f"{name}={value!r} must be at least {minimum}.")
+        return number
+
+    def number(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ConfigurationError(f"{name}={value!r} is not a valid number.") from None
+        if number <= 0:
+            raise ConfigurationError(f"{name}={value!r} must be positive.")
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise ConfigurationError(f"{name}={value!r} must be one of {', '.join(choices)}.")
+        return value
+
+    def items(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    def json_object(self, name: str) -> dict[str, Any]:
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return {}
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ConfigurationError(f"{name} is not valid JSON.") from None
+        if not isinstance(parsed, dict):
+            raise ConfigurationError(f"{name} must be a JSON object.")
+        return parsed
+
+
+def normalize_database_url(url: str, *, variable: str = "DATABASE_URL") -> str:
+    """Accept the plain ``sqlite://`` and ``postgresql://`` forms and pick the async driver."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"{variable}={url!r} is not a SQLAlchemy URL.")
+    drivers = {
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+        "postgres": "postgresql+asyncpg",
+        "postgresql": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+        "postgresql+psycopg2": "postgresql+asyncpg",
+        "postgresql+psycopg": "postgresql+asyncpg",
+    }
+    if scheme not in drivers:
+        raise ConfigurationError(
+            f"{variable} uses the unsupported scheme {scheme!r}: use sqlite:/// or postgresql://."
+        )
+    return f"{drivers[scheme]}://{rest}"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitSettings:
+    api_key: str = "devkey"
+    api_secret: Secret = field(default_factory=lambda: Secret(""))
+    api_url: str = "http://127.0.0.1:7880"
+    verify_ssl: bool = True
+    default_sources: tuple[str, ...] = DEFAULT_SOURCES
+    webhook_events_filter_regex: str | None = None
+    timeout_seconds: float = 5.0
+    force_wss_protocol: bool = False
+    enable_firefox_proxy_workaround: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OIDCSettings:
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    authorization_endpoint: str = ""
+    token_endpoint: str = ""
+    user_endpoint: str = ""
+    jwks_endpoint: str = ""
+    logout_endpoint: str = ""
+    issuer: str = ""
+    scopes: str = "openid email"
+    sign_algo: str = "RS256"
+    use_pkce: bool = True
+    create_user: bool = True
+    fallback_to_email_for_identification: bool = False
+    rs_audience: str = ""
+    fullname_fields: tuple[str, ...] = ("given_name", "usual_name")
+    shortname_field: str = "given_name"
+    redirect_allowed_hosts: tuple[str, ...] = ()
+    login_redirect_url: str = "/"
+    login_redirect_url_failure: str = "/"
+    logout_redirect_url: str = "/"
+    timeout_seconds: float = 10.0
+
+    @property
+    def login_enabled(self) -> bool:
+        return bool(self.client_id and self.authorization_endpoint and self.token_endpoint)
+
+    @property
+    def audience(self) -> str:
+        return self.rs_audience or self.client_id
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment. Tests construct it directly."""
+
+    # repr=False: a PostgreSQL URL may carry a password.
+    database_url: str = field(default="sqlite+aiosqlite:///meet.db", repr=False)
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+    engine: str = "local"
+    livekit: LiveKitSettings = field(default_factory=LiveKitSettings)
+    oidc: OIDCSettings = field(default_factory=OIDCSettings)
+    language_code: str = "en-us"
+    resource_default_access_level: str = "public"
+    allow_unregistered_rooms: bool = True
+    allow_unsecure_user_listing: bool = False
+    authenticated_participants_can_edit_display_name: bool = True
+    recording_enable: bool = False
+    recording_storage_event_enable: bool = False
+    recording_expiration_days: int | None = None
+    recording_max_duration: int | None = None
+    recording_output_folder: str = "recordings"
+    room_subtitle_enabled: bool = False
+    connection_test_enabled: bool = False
+    file_upload_enabled: bool = False
+    room_telephony_enabled: bool = False
+    roomkit_enabled: bool = False
+    room_telephony_pin_length: int = 10
+    room_telephony_pin_max_retries: int = 5
+    room_creation_callback_cache_timeout: int = 600
+    session_cookie_age: int = 12 * 3600
+    session_cookie_secure: bool = False
+    frontend_configuration: dict[str, Any] = field(default_factory=dict)
+    frontend_dist_dir: str | None = None
+    version: str = "0.1.0"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build the settings; raises :class:`ConfigurationError` naming a bad variable."""
+        env = _Env(environ)
+        livekit = LiveKitSettings(
+            api_key=env.text("LIVEKIT_API_KEY", "devkey"),
+            api_secret=env.secret("LIVEKIT_API_SECRET"),
+            api_url=env.text("LIVEKIT_API_URL", "http://127.0.0.1:7880"),
+            verify_ssl=env.flag("LIVEKIT_VERIFY_SSL", True),
+            default_sources=env.items("LIVEKIT_DEFAULT_SOURCES", DEFAULT_SOURCES),
+            webhook_events_filter_regex=env.optional_str("LIVEKIT_WEBHOOK_EVENTS_FILTER_REGEX"),
+            timeout_seconds=env.number("LIVEKIT_TIMEOUT_SECONDS", 5.0),
+            force_wss_protocol=env.flag("LIVEKIT_FORCE_WSS_PROTOCOL", False),
+            enable_firefox_proxy_workaround=env.flag(
+                "LIVEKIT_ENABLE_FIREFOX_PROXY_WORKAROUND", False
+            ),
+        )
+        for source in livekit.default_sources:
+            if source not in DEFAULT_SOURCES:
+                raise ConfigurationError(
+                    f"LIVEKIT_DEFAULT_SOURCES holds {source!r}; "
+                    f"allowed: {', '.join(DEFAULT_SOURCES)}."
+                )
+        if livekit.webhook_events_filter_regex:
+            try:
+                re.compile(livekit.webhook_events_filter_regex)
+            except re.error:
+                # Meet's rule: an invalid regex disables the filter.
+                livekit = replace(livekit, webhook_events_filter_regex=None)
+        oidc = OIDCSettings(
+            client_id=env.text("OIDC_RP_CLIENT_ID"),
+            client_secret=env.secret("OIDC_RP_CLIENT_SECRET"),
+            authorization_endpoint=env.text("OIDC_OP_AUTHORIZATION_ENDPOINT"),
+            token_endpoint=env.text("OIDC_OP_TOKEN_ENDPOINT"),
+            user_endpoint=env.text("OIDC_OP_USER_ENDPOINT"),
+            jwks_endpoint=env.text("OIDC_OP_JWKS_ENDPOINT"),
+            logout_endpoint=env.text("OIDC_OP_LOGOUT_ENDPOINT"),
+            issuer=env.text("OIDC_OP_ISSUER"),
+            scopes=env.text("OIDC_RP_SCOPES", "openid email"),
+            sign_algo=env.text("OIDC_RP_SIGN_ALGO", "RS256"),
+            use_pkce=env.flag("OIDC_USE_PKCE", True),
+            create_user=env.flag("OIDC_CREATE_USER", True),
+            fallback_to_email_for_identification=env.flag(
+                "OIDC_FALLBACK_TO_EMAIL_FOR_IDENTIFICATION", False
+            ),
+            rs_audience=env.text("OIDC_RS_AUDIENCE"),
+            fullname_fields=env.items(
+                "OIDC_USERINFO_FULLNAME_FIELDS", ("given_name", "usual_name")
+            ),
+            shortname_field=env.text("OIDC_USERINFO_SHORTNAME_FIELD", "given_name"),
+            redirect_allowed_hosts=env.items("OIDC_REDIRECT_ALLOWED_HOSTS", ()),
+            login_redirect_url=env.text("LOGIN_REDIRECT_URL", "/"),
+            login_redirect_url_failure=env.text("LOGIN_REDIRECT_URL_FAILURE", "/"),
+            logout_redirect_url=env.text("LOGOUT_REDIRECT_URL", "/"),
+            timeout_seconds=env.number("OIDC_TIMEOUT_SECONDS", 10.0),
+        )
+        if oidc.authorization_endpoint and not oidc.client_id:
+            raise ConfigurationError("OIDC_RP_CLIENT_ID must be set when OIDC login is configured.")
+        secret_key = env.secret("SECRET_KEY", "DJANGO_SECRET_KEY")
+        if not secret_key:
+            raise ConfigurationError(
+                "SECRET_KEY (or DJANGO_SECRET_KEY) must be set: it signs sessions and CSRF tokens."
+            )
+        if len(secret_key.get()) < 32:
+            raise ConfigurationError("SECRET_KEY must be at least 32 characters long.")
+        if not livekit.api_secret:
+            raise ConfigurationError("LIVEKIT_API_SECRET must be set: it signs LiveKit tokens.")
+        pin_length = env.integer("ROOM_TELEPHONY_PIN_LENGTH", 10, minimum=4)
+        return cls(
+            database_url=_database_url(env),
+            secret_key=secret_key,
+            engine=env.choice("MEET_ENGINE", "local", ("local", "ray")),
+            livekit=livekit,
+            oidc=oidc,
+            language_code=env.choice("LANGUAGE_CODE", "en-us", LANGUAGES),
+            resource_default_access_level=env.choice(
+                "RESOURCE_DEFAULT_ACCESS_LEVEL", "public", ACCESS_LEVELS
+            ),
+            allow_unregistered_rooms=env.flag("ALLOW_UNREGISTERED_ROOMS", True),
+            allow_unsecure_user_listing=env.flag("ALLOW_UNSECURE_USER_LISTING", False),
+            authenticated_participants_can_edit_display_name=env.flag(
+                "AUTHENTICATED_PARTICIPANTS_CAN_EDIT_DISPLAY_NAME", True
+            ),
+            recording_enable=env.flag("RECORDING_ENABLE", False),
+            recording_storage_event_enable=env.flag("RECORDING_STORAGE_EVENT_ENABLE", False),
+            recording_expiration_days=env.integer("RECORDING_EXPIRATION_DAYS", None, minimum=1),
+            recording_max_duration=env.integer("RECORDING_MAX_DURATION", None, minimum=1),
+            recording_output_folder=env.text("RECORDING_OUTPUT_FOLDER", "recordings"),
+            room_subtitle_enabled=env.flag("ROOM_SUBTITLE_ENABLED", False),
+            connection_test_enabled=env.flag("CONNECTION_TEST_ENABLED", False),
+            file_upload_enabled=env.flag("FILE_UPLOAD_ENABLED", False),
+            room_telephony_enabled=env.flag("ROOM_TELEPHONY_ENABLED", False),
+            roomkit_enabled=env.flag("ROOMKIT_ENABLED", False),
+            room_telephony_pin_length=pin_length or 10,
+            room_telephony_pin_max_retries=env.integer(
+                "ROOM_TELEPHONY_PIN_MAX_RETRIES", 5, minimum=1
+            )
+            or 5,
+            room_creation_callback_cache_timeout=env.integer(
+                "ROOM_CREATION_CALLBACK_CACHE_TIMEOUT", 600, minimum=1
+            )
+            or 600,
+            session_cookie_age=env.integer("SESSION_COOKIE_AGE", 12 * 3600, minimum=60) or 43200,
+            session_cookie_secure=env.flag("SESSION_COOKIE_SECURE", False),
+            frontend_configuration=env.json_object("FRONTEND_CONFIGURATION"),
+            frontend_dist_dir=env.optional_str("FRONTEND_DIST_DIR"),
+        )
+
+
+def _database_url(env: _Env) -> str:
+    url = env.optional_str("DATABASE_URL")
+    if url:
+        return normalize_database_url(url)
+    engine = env.optional_str("DB_ENGINE")
+    name = env.optional_str("DB_NAME")
+    if engine is None and name is None:
+        return "sqlite+aiosqlite:///meet.db"
+    if engine and "sqlite" in engine:
+        return f"sqlite+aiosqlite:///{name or 'meet.db'}"
+    if engine and "postgres" not in engine:
+        raise ConfigurationError(f"DB_ENGINE={engine!r} is not supported: use PostgreSQL.")
+    user = quote(env.text("DB_USER", "meet"), safe="")
+    password = quote(env.text("DB_PASSWORD", "pass"), safe="")
+    host = env.text("DB_HOST", "localhost")
+    port = env.integer("DB_PORT", 5432, minimum=1)
+    return f"postgresql+asyncpg://{user}:{password}@{host}:{port}/{name or 'meet'}"

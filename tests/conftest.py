@@ -1,0 +1,132 @@
+"""Shared fixtures: both databases, the app on a real loopback server, factories."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import text
+
+from api import keys
+from api.app import create_app
+from coordinator.settings import LiveKitSettings, Secret, Settings
+from storage.engine import create_engine, create_sessionmaker
+from storage.migrate import upgrade
+from storage.models import Base
+from tests.support.factories import Factory, login
+from tests.support.postgres import PostgresCluster, find_bindir
+
+
+def run_in_thread(coroutine: Any) -> None:
+    """Run ``coroutine`` to completion on a private loop (callers may be inside a loop)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
+TEST_SECRET_KEY = "test-secret-key-" + "k" * 40
+LIVEKIT_KEY = "devkey-meet-coordinator"
+LIVEKIT_SECRET = "livekit-test-secret-" + "s" * 40
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    run_in_thread(upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> Iterator[str]:
+    """A migrated PostgreSQL database: TEST_DATABASE_URL, or a throwaway cluster."""
+    import os
+
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        from coordinator.settings import normalize_database_url
+
+        url = normalize_database_url(configured, variable="TEST_DATABASE_URL")
+        run_in_thread(upgrade(url))
+        yield url
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        message = "PostgreSQL initdb/pg_ctl not found: the PostgreSQL variant is SKIPPED"
+        warnings.warn(message, pytest.PytestWarning, stacklevel=1)
+        pytest.skip(message)
+    cluster = PostgresCluster(bindir)
+    cluster.start()
+    try:
+        url = cluster.url()
+        run_in_thread(upgrade(url))
+        yield url
+    finally:
+        cluster.stop()
+
+
+TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "meet.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("postgres_base_url")
+    yield url
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+    await engine.dispose()
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    livekit = overrides.pop("livekit", None) or LiveKitSettings(
+        api_key=LIVEKIT_KEY, api_secret=Secret(LIVEKIT_SECRET), api_url="http://127.0.0.1:7880"
+    )
+    return Settings(
+        database_url=database_url,
+        secret_key=Secret(TEST_SECRET_KEY),
+        livekit=livekit,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def factory(database_url: str) -> AsyncIterator[Factory]:
+    engine = create_engine(database_url)
+    yield Factory(create_sessionmaker(engine))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient[Any, Any]:
+    app = create_app(settings)
+    result: TestClient[Any, Any] = await aiohttp_client(app)
+    return result
+
+
+@pytest.fixture
+def log_in(client: TestClient[Any, Any]) -> Any:
+    """``log_in(user)`` gives the test client a session for ``user``."""
+
+    def _log_in(user: Any) -> None:
+        login(client, client.app[keys.SESSIONS], user)
+
+    return _log_in

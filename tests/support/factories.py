@@ -1,0 +1,90 @@
+"""Data factories (``make_*``) writing through the storage layer, and a logged-in client."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from api.session import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SessionCodec
+from storage import rooms as room_store
+from storage import users as user_store
+from storage.engine import SessionMaker
+from storage.records import AccessRecord, RoomRecord, UserRecord
+
+_counter = itertools.count(1)
+
+
+class Factory:
+    """Creates rows for a test; one instance per test, bound to the test database."""
+
+    def __init__(self, sessionmaker: SessionMaker) -> None:
+        self.sessionmaker = sessionmaker
+
+    async def user(self, **fields: Any) -> UserRecord:
+        n = next(_counter)
+        fields.setdefault("sub", f"user-{n}-{uuid.uuid4().hex[:8]}")
+        fields.setdefault("email", f"user{n}@example.com")
+        fields.setdefault("full_name", f"User {n}")
+        fields.setdefault("short_name", f"User{n}")
+        async with self.sessionmaker.begin() as session:
+            return await user_store.create_user(session, **fields)
+
+    async def room(
+        self,
+        *,
+        owner: UserRecord | None = None,
+        name: str | None = None,
+        access_level: str = "public",
+        configuration: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> RoomRecord:
+        from coordinator.slugs import slugify
+
+        if owner is None:
+            owner = await self.user()
+        name = name or f"Room {next(_counter)} {uuid.uuid4().hex[:6]}"
+        async with self.sessionmaker.begin() as session:
+            return await room_store.create_room(
+                session,
+                owner_id=owner.id,
+                name=name,
+                slug=slugify(name),
+                access_level=access_level,
+                configuration=configuration or {},
+                **fields,
+            )
+
+    async def access(self, room: RoomRecord, user: UserRecord, role: str) -> AccessRecord:
+        async with self.sessionmaker.begin() as session:
+            return await room_store.create_access(
+                session, room_id=room.id, user_id=user.id, role=role
+            )
+
+    async def room_with_role(
+        self, role: str | None, **fields: Any
+    ) -> tuple[RoomRecord, UserRecord]:
+        """A room and a user holding ``role`` in it (None: an unrelated user)."""
+        user = await self.user()
+        room = await self.room(**fields)
+        if role == "owner":
+            await self.access(room, user, "owner")
+        elif role is not None:
+            await self.access(room, user, role)
+        return room, user
+
+
+def login(client: TestClient[Any, Any], codec: SessionCodec, user: UserRecord) -> None:
+    """Give ``client`` a session cookie for ``user`` and a CSRF token (cookie + header)."""
+    import time
+
+    session = codec.encode({"uid": str(user.id), "exp": int(time.time()) + 3600})
+    client.session.cookie_jar.update_cookies({SESSION_COOKIE: session, CSRF_COOKIE: "csrf-test"})
+    client.session.headers[CSRF_HEADER] = "csrf-test"
+
+
+def logout(client: TestClient[Any, Any]) -> None:
+    client.session.cookie_jar.clear()
+    client.session.headers.pop(CSRF_HEADER, None)
