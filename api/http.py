@@ -15,6 +15,8 @@ from storage.records import Page
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_PAGE_SIZE = 20
 MAX_BODY_BYTES = 1024 * 1024
+# Far beyond any real page; bounds the OFFSET the database sees (a huge one overflows BIGINT).
+MAX_PAGE = 10_000_000
 
 
 class UnsupportedMediaType(CoordinatorError):
@@ -129,7 +131,7 @@ def page_params(request: web.Request, *, sized: bool) -> tuple[int, int]:
         page = int(raw_page) if raw_page not in ("", "last") else 1
     except ValueError:
         raise NotFound("Invalid page.") from None
-    if page < 1:
+    if page < 1 or page > MAX_PAGE:
         raise NotFound("Invalid page.")
     size = DEFAULT_PAGE_SIZE
     if sized:

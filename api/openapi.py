@@ -135,8 +135,15 @@ def build_document(registry: Registry, *, version: str) -> dict[str, Any]:
         if op.query is not None:
             query_schema = op.query.model_json_schema()
             parameters += _query_parameters(op.query, query_schema)
+        documented = dict(op.responses)
+        implied = [400, 415] if op.body is not None else []
+        implied += [401, 403] if op.security else []
+        implied += [404] if "{" in op.path else []
+        implied += [400] if op.query is not None else []
+        for status in implied:
+            documented.setdefault(status, ErrorOut)
         responses: dict[str, Any] = {}
-        for status, spec in sorted(op.responses.items()):
+        for status, spec in sorted(documented.items()):
             description = "Success" if status < 400 else ERROR_DESCRIPTIONS.get(status, "Error")
             if spec is None:
                 responses[str(status)] = {"description": description}

@@ -65,11 +65,9 @@ async def resolve_user(
             if len(matches) > 1:
                 raise LoginRefused(SEVERAL_ACCOUNTS)
             if matches:
-                user = matches[0]
-                if user.sub is not None and user.sub != sub:
-                    # The account belongs to another subject: never re-bind it silently.
-                    raise LoginRefused(SEVERAL_ACCOUNTS)
-                user = await user_store.update_user(session, user.id, sub=sub)
+                # The provider changed the subject (or the account was provisioned without
+                # one): the single account with this e-mail is this person's.
+                user = await user_store.update_user(session, matches[0].id, sub=sub)
         if user is None:
             if not settings.create_user:
                 raise LoginRefused(NO_ACCOUNT)

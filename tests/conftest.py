@@ -71,6 +71,8 @@ def postgres_base_url() -> Iterator[str]:
         cluster.stop()
 
 
+pytest_plugins = ["tests.oidc_provider.plugin"]
+
 TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))
 
 

@@ -1,0 +1,114 @@
+"""Configuration from the environment: Meet's names, clear errors, hidden secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.errors import ConfigurationError
+from coordinator.settings import Settings, normalize_database_url
+
+BASE = {"SECRET_KEY": "s" * 40, "LIVEKIT_API_SECRET": "l" * 40}
+
+
+def test_defaults_follow_meet() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.resource_default_access_level == "public"
+    assert settings.allow_unregistered_rooms is True
+    assert settings.recording_enable is False
+    assert settings.database_url == "sqlite+aiosqlite:///meet.db"
+    assert settings.livekit.default_sources == (
+        "camera",
+        "microphone",
+        "screen_share",
+        "screen_share_audio",
+    )
+
+
+def test_meet_env_file_names_are_read() -> None:
+    env = BASE | {
+        "LIVEKIT_API_KEY": "key",
+        "LIVEKIT_API_URL": "https://lk.example.com",
+        "RESOURCE_DEFAULT_ACCESS_LEVEL": "restricted",
+        "ALLOW_UNREGISTERED_ROOMS": "False",
+        "RECORDING_ENABLE": "true",
+        "OIDC_RP_CLIENT_ID": "meet",
+        "OIDC_OP_AUTHORIZATION_ENDPOINT": "https://idp/authorize",
+        "OIDC_FALLBACK_TO_EMAIL_FOR_IDENTIFICATION": "1",
+    }
+    settings = Settings.from_env(env)
+    assert settings.livekit.api_key == "key"
+    assert settings.livekit.api_url == "https://lk.example.com"
+    assert settings.resource_default_access_level == "restricted"
+    assert settings.allow_unregistered_rooms is False
+    assert settings.recording_enable is True
+    assert settings.oidc.client_id == "meet"
+    assert settings.oidc.audience == "meet"
+    assert settings.oidc.fallback_to_email_for_identification is True
+
+
+def test_django_secret_key_is_accepted() -> None:
+    settings = Settings.from_env({"DJANGO_SECRET_KEY": "d" * 40, "LIVEKIT_API_SECRET": "l" * 40})
+    assert settings.secret_key.get() == "d" * 40
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LIVEKIT_API_SECRET": "l" * 40}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short", "LIVEKIT_API_SECRET": "l" * 40}, "SECRET_KEY"),
+        ({"SECRET_KEY": "s" * 40}, "LIVEKIT_API_SECRET"),
+        (BASE | {"RECORDING_ENABLE": "perhaps"}, "RECORDING_ENABLE"),
+        (BASE | {"RESOURCE_DEFAULT_ACCESS_LEVEL": "open"}, "RESOURCE_DEFAULT_ACCESS_LEVEL"),
+        (BASE | {"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        (BASE | {"ROOM_TELEPHONY_PIN_LENGTH": "3"}, "ROOM_TELEPHONY_PIN_LENGTH"),
+        (BASE | {"LIVEKIT_DEFAULT_SOURCES": "camera,hologram"}, "LIVEKIT_DEFAULT_SOURCES"),
+        (BASE | {"FRONTEND_CONFIGURATION": "{nope"}, "FRONTEND_CONFIGURATION"),
+        (BASE | {"RECORDING_EXPIRATION_DAYS": "ten"}, "RECORDING_EXPIRATION_DAYS"),
+    ],
+)
+def test_misconfiguration_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///tmp/meet.db", "sqlite+aiosqlite:///tmp/meet.db"),
+        ("sqlite+aiosqlite:///meet.db", "sqlite+aiosqlite:///meet.db"),
+        ("postgresql://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("postgres://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+    ],
+)
+def test_database_url_forms(url: str, expected: str) -> None:
+    assert normalize_database_url(url) == expected
+
+
+def test_meet_db_variables() -> None:
+    env = BASE | {
+        "DB_ENGINE": "django.db.backends.postgresql_psycopg2",
+        "DB_NAME": "meet",
+        "DB_USER": "dinum",
+        "DB_PASSWORD": "p@ss/word",
+        "DB_HOST": "postgresql",
+        "DB_PORT": "5433",
+    }
+    url = Settings.from_env(env).database_url
+    assert url == "postgresql+asyncpg://dinum:p%40ss%2Fword@postgresql:5433/meet"
+
+
+def test_secrets_never_show() -> None:
+    env = BASE | {
+        "OIDC_RP_CLIENT_SECRET": "oidc-very-secret",
+        "DATABASE_URL": "postgresql://user:dbpassword@host/db",
+    }
+    settings = Settings.from_env(env)
+    text = repr(settings) + str(settings)
+    for secret in ("s" * 40, "l" * 40, "oidc-very-secret", "dbpassword"):
+        assert secret not in text
+
+
+def test_invalid_webhook_filter_regex_disables_the_filter() -> None:
+    settings = Settings.from_env(BASE | {"LIVEKIT_WEBHOOK_EVENTS_FILTER_REGEX": "(["})
+    assert settings.livekit.webhook_events_filter_regex is None
