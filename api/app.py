@@ -54,7 +54,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
     app[keys.SESSIONMAKER] = sessionmaker
-    app[keys.ROOMS] = RoomService(settings, sessionmaker)
-    app[keys.ACCESSES] = AccessService(sessionmaker)
+    room_service = RoomService(settings, sessionmaker)
+    app[keys.ROOMS] = room_service
+    app[keys.ACCESSES] = AccessService(sessionmaker, room_service.cache)
     yield
     await engine.dispose()

@@ -158,8 +158,15 @@ async def _identify(request: web.Request, *, allow_bearer: bool) -> Identity:
         parsed = uuid.UUID(str(user_id))
     except ValueError:
         return Identity(None, "anonymous")
-    async with request.app[keys.SESSIONMAKER]() as session:
-        user = await user_store.get_user(session, parsed)
+    cache = request.app[keys.ROOMS].cache
+    hit = cache.users.get(parsed) if cache.enabled else None
+    if hit is not None:
+        user = hit[0]
+    else:
+        async with request.app[keys.SESSIONMAKER]() as session:
+            user = await user_store.get_user(session, parsed)
+        if cache.enabled:
+            cache.users.set(parsed, (user,))
     if user is None or not user.is_active:
         return Identity(None, "anonymous")
     check_csrf(request)

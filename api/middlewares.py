@@ -9,7 +9,7 @@ from aiohttp import web
 from api.auth import NotAuthenticatedSession, new_csrf_token
 from api.http import json_response
 from api.openapi import Handler
-from api.session import CSRF_COOKIE
+from api.session import CSRF_COOKIE, SESSION_COOKIE
 from coordinator.errors import CoordinatorError, NotAuthenticated
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def csrf_cookie_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every API response hands out a readable ``csrftoken`` cookie if the client has none."""
+    """Responses to a logged-in browser hand out a readable ``csrftoken`` cookie if it has none.
+
+    The login callback sets one too; anonymous callers need none (CSRF only guards sessions).
+    """
     response = await handler(request)
-    if CSRF_COOKIE not in request.cookies and request.path.startswith("/api/"):
-        response.set_cookie(
-            CSRF_COOKIE, new_csrf_token(), max_age=365 * 24 * 3600, samesite="Lax", path="/"
-        )
+    if CSRF_COOKIE not in request.cookies and SESSION_COOKIE in request.cookies:
+        set_csrf_cookie(response)
     return response
+
+
+def set_csrf_cookie(response: web.StreamResponse) -> None:
+    response.set_cookie(
+        CSRF_COOKIE, new_csrf_token(), max_age=365 * 24 * 3600, samesite="Lax", path="/"
+    )

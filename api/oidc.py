@@ -16,8 +16,9 @@ from yarl import URL
 
 from api import keys
 from api.auth import VERIFIER
+from api.middlewares import set_csrf_cookie
 from api.openapi import operation
-from api.session import SESSION_COOKIE
+from api.session import CSRF_COOKIE, SESSION_COOKIE
 from coordinator.errors import CoordinatorError, NotFound
 from coordinator.identity import resolve_user
 from coordinator.settings import Settings
@@ -198,12 +199,15 @@ async def callback(request: web.Request) -> web.StreamResponse:
         if not claims.get("sub"):
             raise LoginFailed("no subject in the provider's answer")
         user = await resolve_user(request.app[keys.SESSIONMAKER], oidc, claims)
+        request.app[keys.ROOMS].cache.forget_user(user.id)
     except (LoginFailed, CoordinatorError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         log.warning("OIDC login refused: %s", exc)
         return failure
     target = pending.get("return_to") or oidc.login_redirect_url
     response = redirect(target)
     response.del_cookie(STATE_COOKIE, path="/")
+    if CSRF_COOKIE not in request.cookies:
+        set_csrf_cookie(response)
     session = {"uid": str(user.id), "exp": int(time.time()) + settings.session_cookie_age}
     response.set_cookie(
         SESSION_COOKIE,

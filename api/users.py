@@ -77,6 +77,7 @@ async def _update(request: web.Request) -> web.Response:
         changes["default_room_configuration"] = dump_configuration(body.default_room_configuration)
     async with request.app[keys.SESSIONMAKER].begin() as session:
         updated = await user_store.update_user(session, user.id, **changes)
+    request.app[keys.ROOMS].cache.forget_user(user.id)
     return json_response(user_json(updated))
 
 

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 
+from coordinator.cache import LookupCache
 from coordinator.errors import InvalidRequest, NotFound, PermissionDenied
 from coordinator.rooms import PRIVILEGED, require_user
 from storage import rooms as room_store
@@ -21,8 +22,9 @@ DUPLICATE_ACCESS = "Resource access with this User and Resource already exists."
 
 
 class AccessService:
-    def __init__(self, sessionmaker: SessionMaker) -> None:
+    def __init__(self, sessionmaker: SessionMaker, cache: LookupCache) -> None:
         self._sessionmaker = sessionmaker
+        self._cache = cache
 
     async def list(self, user: UserRecord | None, *, offset: int, limit: int) -> Page[AccessRecord]:
         user = require_user(user)
@@ -66,11 +68,13 @@ class AccessService:
                     )
                 if await room_store.get_user_access(session, room_id, target_user_id):
                     raise InvalidRequest.fields({"non_field_errors": [DUPLICATE_ACCESS]})
-                return await room_store.create_access(
+                created = await room_store.create_access(
                     session, room_id=room_id, user_id=target_user_id, role=role
                 )
         except IntegrityError:
             raise InvalidRequest.fields({"non_field_errors": [DUPLICATE_ACCESS]}) from None
+        self._cache.forget_access(room_id, target_user_id)
+        return created
 
     async def update(
         self, user: UserRecord | None, access_id: uuid.UUID, *, role: str | None
@@ -95,7 +99,9 @@ class AccessService:
                     raise PermissionDenied()
                 if await room_store.count_owners(session, access.resource_id) <= 1:
                     raise PermissionDenied(KEEP_ONE_OWNER)
-            return await room_store.set_access_role(session, access_id, role)
+            updated = await room_store.set_access_role(session, access_id, role)
+        self._cache.forget_access(access.resource_id, access.user_id)
+        return updated
 
     async def delete(self, user: UserRecord | None, access_id: uuid.UUID) -> None:
         user = require_user(user)
@@ -115,3 +121,4 @@ class AccessService:
             elif requester_role not in PRIVILEGED:
                 raise PermissionDenied()
             await room_store.delete_access(session, access_id)
+        self._cache.forget_access(access.resource_id, access.user_id)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -21,6 +22,7 @@ class TTLCache(Generic[K, V]):
         self._max_size = max_size
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._loading: dict[K, asyncio.Future[V]] = {}
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
@@ -32,6 +34,29 @@ class TTLCache(Generic[K, V]):
             return None
         self._entries.move_to_end(key)
         return value
+
+    async def fetch(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached value, or ``load()``'s; concurrent misses of one key share one load."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
+            raise
+        else:
+            future.set_result(value)
+            self.set(key, value)
+            return value
+        finally:
+            del self._loading[key]
 
     def pop(self, key: K) -> V | None:
         value = self.get(key)
@@ -52,3 +77,37 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class LookupCache:
+    """Short-lived read caches for the hot paths (room lookup, role, accesses, session user).
+
+    Writes made through this process invalidate what they touch at once; other processes see
+    a change after at most ``ttl`` seconds. Permission checks of writes never use it.
+    ``ttl=0`` disables caching.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.rooms: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=50_000)
+        self.roles: TTLCache[tuple[Any, Any], Any] = TTLCache(ttl=ttl, max_size=200_000)
+        self.accesses: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=50_000)
+        self.users: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=100_000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl > 0
+
+    def forget_room(self, room_id: Any, *slugs: str) -> None:
+        self.rooms.discard(f"id:{room_id}")
+        for slug in slugs:
+            self.rooms.discard(f"slug:{slug}")
+        self.accesses.discard(room_id)
+
+    def forget_access(self, room_id: Any, user_id: Any) -> None:
+        self.roles.discard((room_id, user_id))
+        self.accesses.discard(room_id)
+
+    def forget_user(self, user_id: Any) -> None:
+        self.users.discard(user_id)
+        self.accesses.clear()  # access lists embed user objects; user edits are rare

@@ -7,12 +7,13 @@ contract's permission tables (reference §1.3, §1.4) and runs one transaction p
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from coordinator.cache import TTLCache
+from coordinator.cache import LookupCache, TTLCache
 from coordinator.errors import InvalidRequest, NotAuthenticated, NotFound, PermissionDenied
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid, slugify
@@ -88,9 +89,12 @@ def require_user(user: UserRecord | None) -> UserRecord:
 class RoomService:
     """Room use cases over one sessionmaker; safe to share across requests."""
 
-    def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
+    def __init__(
+        self, settings: Settings, sessionmaker: SessionMaker, cache: LookupCache | None = None
+    ) -> None:
         self._settings = settings
         self._sessionmaker = sessionmaker
+        self.cache = cache or LookupCache(settings.lookup_cache_seconds)
         self.creation_callbacks: TTLCache[str, dict[str, str]] = TTLCache(
             ttl=settings.room_creation_callback_cache_timeout
         )
@@ -145,24 +149,63 @@ class RoomService:
 
     # -- lookup --------------------------------------------------------------------------
 
-    async def find(
-        self, lookup: str, user: UserRecord | None, *, for_update: bool = False
-    ) -> tuple[RoomRecord, str | None] | None:
-        """The room named by ``lookup`` (a UUID, else a slug after slugification)."""
+    async def _room(self, lookup: str, *, fresh: bool) -> RoomRecord | None:
+        """The room named by ``lookup``: a UUID (its id), else a slug after slugification."""
         room_id = parse_uuid(lookup)
-        async with self._sessionmaker() as session:
-            if room_id is not None:
-                found = await room_store.get_room(
-                    session, room_id=room_id, user_id=user.id if user else None
-                )
-                if found is not None:
-                    return found
-            return await room_store.get_room(
-                session, slug=slugify(lookup), user_id=user.id if user else None
-            )
+        slug = slugify(lookup)
 
-    async def get(self, lookup: str, user: UserRecord | None) -> tuple[RoomRecord, str | None]:
-        found = await self.find(lookup, user)
+        async def load() -> tuple[RoomRecord | None]:
+            async with self._sessionmaker() as session:
+                found = None
+                if room_id is not None:
+                    found = await room_store.get_room(session, room_id=room_id)
+                if found is None:
+                    found = await room_store.get_room(session, slug=slug)
+            return (found[0] if found else None,)
+
+        if fresh or not self.cache.enabled:
+            return (await load())[0]
+        key = f"id:{room_id}" if room_id is not None else f"slug:{slug}"
+        return (await self.cache.rooms.fetch(key, load))[0]  # type: ignore[no-any-return]
+
+    async def _role(
+        self, room_id: uuid.UUID, user: UserRecord | None, *, fresh: bool
+    ) -> str | None:
+        if user is None:
+            return None
+        user_id = user.id
+
+        async def load() -> tuple[str | None]:
+            async with self._sessionmaker() as session:
+                access = await room_store.get_user_access(session, room_id, user_id)
+            return (access.role if access else None,)
+
+        if fresh or not self.cache.enabled:
+            return (await load())[0]
+        return (await self.cache.roles.fetch((room_id, user_id), load))[0]  # type: ignore[no-any-return]
+
+    async def _accesses(self, room_id: uuid.UUID) -> list[AccessRecord]:
+        async def load() -> list[AccessRecord]:
+            async with self._sessionmaker() as session:
+                return (await room_store.room_accesses(session, [room_id]))[room_id]
+
+        if not self.cache.enabled:
+            return await load()
+        return await self.cache.accesses.fetch(room_id, load)  # type: ignore[no-any-return]
+
+    async def find(
+        self, lookup: str, user: UserRecord | None, *, fresh: bool = False
+    ) -> tuple[RoomRecord, str | None] | None:
+        """The room named by ``lookup`` and the caller's role; ``fresh`` bypasses the cache."""
+        room = await self._room(lookup, fresh=fresh)
+        if room is None:
+            return None
+        return room, await self._role(room.id, user, fresh=fresh)
+
+    async def get(
+        self, lookup: str, user: UserRecord | None, *, fresh: bool = False
+    ) -> tuple[RoomRecord, str | None]:
+        found = await self.find(lookup, user, fresh=fresh)
         if found is None:
             raise NotFound(ROOM_NOT_FOUND)
         return found
@@ -182,10 +225,7 @@ class RoomService:
             )
             return UnregisteredRoomView(slug=slug, livekit=livekit)
         room, role = found
-        accesses = None
-        if role in PRIVILEGED:
-            async with self._sessionmaker() as session:
-                accesses = (await room_store.room_accesses(session, [room.id]))[room.id]
+        accesses = await self._accesses(room.id) if role in PRIVILEGED else None
         return self._view(room, role, user, username, accesses)
 
     async def list(self, user: UserRecord, *, offset: int, limit: int) -> Page[RoomView]:
@@ -250,9 +290,7 @@ class RoomService:
             configuration = dict(user.default_room_configuration or {})
         try:
             async with self._sessionmaker.begin() as session:
-                if await room_store.slug_exists(session, slug):
-                    raise _duplicate_slug()
-                room = await room_store.create_room(
+                room, owner_access = await room_store.create_room(
                     session,
                     owner_id=user.id,
                     name=name,
@@ -261,16 +299,18 @@ class RoomService:
                     configuration=configuration,
                     pin_code=await self._new_pin(session),
                 )
-                accesses = await room_store.room_accesses(session, [room.id])
         except IntegrityError:
+            # The unique slug index decides races; a duplicate PIN is retried nowhere because
+            # _new_pin checked it and PIN collisions need 10^length rooms.
             raise _duplicate_slug() from None
+        self.cache.forget_room(room.id, slug)
         if callback_id:
             self.creation_callbacks.set(callback_id, {"slug": slug})
-        return self._view(room, "owner", user, None, accesses[room.id])
+        return self._view(room, "owner", user, None, [replace(owner_access, user=user)])
 
     async def update(self, lookup: str, user: UserRecord | None, changes: RoomChanges) -> RoomView:
         user = require_user(user)
-        room, role = await self.get(lookup, user)
+        room, role = await self.get(lookup, user, fresh=True)
         if role not in PRIVILEGED:
             raise PermissionDenied()
         fields: dict[str, Any] = {}
@@ -287,19 +327,21 @@ class RoomService:
                     session, fields["slug"], exclude=room.id
                 ):
                     raise _duplicate_slug()
-                room = await room_store.update_room(session, room.id, **fields)
+                updated = await room_store.update_room(session, room.id, **fields)
                 accesses = await room_store.room_accesses(session, [room.id])
         except IntegrityError:
             raise _duplicate_slug() from None
-        return self._view(room, role, user, None, accesses[room.id])
+        self.cache.forget_room(room.id, room.slug, updated.slug)
+        return self._view(updated, role, user, None, accesses[room.id])
 
     async def delete(self, lookup: str, user: UserRecord | None) -> None:
         user = require_user(user)
-        room, role = await self.get(lookup, user)
+        room, role = await self.get(lookup, user, fresh=True)
         if role != "owner":
             raise PermissionDenied()
         async with self._sessionmaker.begin() as session:
             await room_store.delete_room(session, room.id)
+        self.cache.forget_room(room.id, room.slug)
 
     def pop_creation_callback(self, callback_id: str) -> dict[str, str]:
         return self.creation_callbacks.pop(callback_id) or {}

@@ -97,7 +97,7 @@ class _Env:
             raise ConfigurationError(f"{name}={value!r} must be at least {minimum}.")
         return number
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, *, allow_zero: bool = False) -> float:
         value = self.raw(name)
         if value is None or value.strip() == "":
             return default
@@ -105,7 +105,7 @@ class _Env:
             number = float(value.strip())
         except ValueError:
             raise ConfigurationError(f"{name}={value!r} is not a valid number.") from None
-        if number <= 0:
+        if number < 0 or (number == 0 and not allow_zero):
             raise ConfigurationError(f"{name}={value!r} must be positive.")
         return number
 
@@ -234,6 +234,7 @@ class Settings:
     session_cookie_secure: bool = False
     frontend_configuration: dict[str, Any] = field(default_factory=dict)
     frontend_dist_dir: str | None = None
+    lookup_cache_seconds: float = 2.0
     version: str = "0.1.0"
 
     @classmethod
@@ -342,6 +343,7 @@ class Settings:
             session_cookie_secure=env.flag("SESSION_COOKIE_SECURE", False),
             frontend_configuration=env.json_object("FRONTEND_CONFIGURATION"),
             frontend_dist_dir=env.optional_str("FRONTEND_DIST_DIR"),
+            lookup_cache_seconds=env.number("MEET_LOOKUP_CACHE_SECONDS", 2.0, allow_zero=True),
         )
 
 

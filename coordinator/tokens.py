@@ -3,18 +3,47 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import jwt
+from jwt.algorithms import HMACAlgorithm
+from jwt.api_jws import PyJWS
 
 from coordinator.settings import LiveKitSettings
 
 TOKEN_TTL_SECONDS = 6 * 3600
 PRIVILEGED_ROLES = frozenset({"administrator", "owner"})
+
+
+class _PreparedKeyHMAC(HMACAlgorithm):
+    """HS256 whose key checks (PEM, SSH, JWK shapes…) run once per secret, not per token."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)
+            if len(self._prepared) < 16:
+                self._prepared[key] = prepared
+        return prepared
+
+
+_JWS = PyJWS(algorithms=[])
+_JWS.register_algorithm("HS256", _PreparedKeyHMAC())
+
+
+def encode_hs256(claims: dict[str, Any], secret: str) -> str:
+    """PyJWT's JWS encoding of ``claims`` with HS256 (the LiveKit token format)."""
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    return _JWS.encode(payload, secret, algorithm="HS256")
 
 
 def participant_color(identity: str) -> str:
@@ -82,7 +111,7 @@ def mint_token(
             "is_authenticated": "true" if participant.is_authenticated else "false",
         },
     }
-    return jwt.encode(claims, settings.api_secret.get(), algorithm="HS256")
+    return encode_hs256(claims, settings.api_secret.get())
 
 
 def new_identity() -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -13,6 +16,27 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SessionMaker = async_sessionmaker[AsyncSession]
+
+
+class SQLiteSessionMaker(async_sessionmaker[AsyncSession]):
+    """Write transactions (``begin()``) of one process take turns on an asyncio lock.
+
+    SQLite has one writer at a time; without the lock concurrent writers wait in SQLite's
+    busy handler, which sleeps and retries unfairly (seconds of tail latency under load).
+    Reads (plain sessions) are not serialised: WAL lets them run beside the writer.
+    """
+
+    _write_lock: asyncio.Lock | None = None
+
+    def begin(self) -> Any:
+        return self._serialised_begin()
+
+    @asynccontextmanager
+    async def _serialised_begin(self) -> AsyncIterator[AsyncSession]:
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock, super().begin() as session:
+            yield session
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -38,4 +62,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    if engine.dialect.name == "sqlite":
+        return SQLiteSessionMaker(engine, expire_on_commit=False)
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -75,14 +75,17 @@ async def pin_code_exists(session: AsyncSession, pin_code: str) -> bool:
     return (await session.scalar(select(Room.id).where(Room.pin_code == pin_code))) is not None
 
 
-async def create_room(session: AsyncSession, *, owner_id: uuid.UUID, **fields: Any) -> RoomRecord:
+async def create_room(
+    session: AsyncSession, *, owner_id: uuid.UUID, **fields: Any
+) -> tuple[RoomRecord, AccessRecord]:
     """Insert the room and its creator's ``owner`` access in the caller's transaction."""
-    room = Room(**fields)
+    room = Room(id=uuid.uuid4(), **fields)
+    access = ResourceAccess(id=uuid.uuid4(), resource_id=room.id, user_id=owner_id, role="owner")
     session.add(room)
     await session.flush()
-    session.add(ResourceAccess(resource_id=room.id, user_id=owner_id, role="owner"))
+    session.add(access)
     await session.flush()
-    return room_record(room)
+    return room_record(room), access_record(access)
 
 
 async def update_room(session: AsyncSession, room_id: uuid.UUID, **fields: Any) -> RoomRecord:

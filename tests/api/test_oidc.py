@@ -76,6 +76,7 @@ async def test_login_creates_user_and_session(
     session_cookie = response.cookies["sessionid"]
     assert session_cookie["httponly"]
     assert session_cookie["samesite"] == "Lax"
+    assert not response.cookies["csrftoken"]["httponly"]
     me = await (await client.get("/api/v1.0/users/me/")).json()
     assert me["email"] == "Ada@Example.com"
     assert me["full_name"] == "Ada Lovelace"

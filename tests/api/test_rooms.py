@@ -442,3 +442,22 @@ async def test_huge_page_number_is_invalid_not_a_crash(
     response = await client.get("/api/v1.0/rooms/?page=85156875221982141070188041467854848")
     assert response.status == 404
     assert await response.json() == {"detail": "Invalid page."}
+
+
+async def test_changes_from_another_process_show_within_the_cache_ttl(
+    aiohttp_client: Any, database_url: str, factory: Factory
+) -> None:
+    """Writes through this process show at once; others' after at most the lookup TTL."""
+    import asyncio
+
+    from api.app import create_app
+    from storage import rooms as room_store
+    from tests.conftest import make_settings
+
+    client = await aiohttp_client(create_app(make_settings(database_url, lookup_cache_seconds=0.3)))
+    room = await factory.room(access_level="public")
+    assert "livekit" in await (await client.get(f"/api/v1.0/rooms/{room.id}/")).json()
+    async with factory.sessionmaker.begin() as session:  # "another process" restricts the room
+        await room_store.update_room(session, room.id, access_level="restricted")
+    await asyncio.sleep(0.4)
+    assert "livekit" not in await (await client.get(f"/api/v1.0/rooms/{room.id}/")).json()

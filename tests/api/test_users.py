@@ -143,9 +143,14 @@ async def test_unsafe_methods_need_the_csrf_token_with_a_session(
     assert (await client.get("/api/v1.0/users/me/")).status == 200
 
 
-async def test_csrf_cookie_is_handed_out(client: Client) -> None:
-    client.session.cookie_jar.clear()
-    response = await client.get("/api/v1.0/config/")
+async def test_csrf_cookie_is_handed_out_to_sessions(
+    client: Client, factory: Factory, log_in: LogIn
+) -> None:
+    anonymous = await client.get("/api/v1.0/config/")
+    assert "csrftoken" not in anonymous.cookies
+    log_in(await factory.user())
+    client.session.cookie_jar.clear(lambda morsel: morsel.key == "csrftoken")
+    response = await client.get("/api/v1.0/users/me/")
     cookie = response.cookies["csrftoken"]
     assert len(cookie.value) >= 32
     assert not cookie["httponly"]

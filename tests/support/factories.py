@@ -47,7 +47,7 @@ class Factory:
             owner = await self.user()
         name = name or f"Room {next(_counter)} {uuid.uuid4().hex[:6]}"
         async with self.sessionmaker.begin() as session:
-            return await room_store.create_room(
+            room, _ = await room_store.create_room(
                 session,
                 owner_id=owner.id,
                 name=name,
@@ -56,6 +56,7 @@ class Factory:
                 configuration=configuration or {},
                 **fields,
             )
+        return room
 
     async def access(self, room: RoomRecord, user: UserRecord, role: str) -> AccessRecord:
         async with self.sessionmaker.begin() as session:

@@ -1,0 +1,60 @@
+"""The lookup caches: bounded staleness, single-flight loads, errors not cached."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from coordinator.cache import TTLCache
+
+
+async def test_concurrent_misses_share_one_load() -> None:
+    cache: TTLCache[str, int] = TTLCache(ttl=10)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return 42
+
+    results = await asyncio.gather(*(cache.fetch("k", load) for _ in range(50)))
+    assert results == [42] * 50
+    assert loads == 1
+
+
+async def test_failed_load_is_not_cached_and_reaches_every_waiter() -> None:
+    cache: TTLCache[str, int] = TTLCache(ttl=10)
+
+    async def boom() -> int:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("db down")
+
+    results = await asyncio.gather(
+        *(cache.fetch("k", boom) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+    async def ok() -> int:
+        return 1
+
+    assert await cache.fetch("k", ok) == 1
+
+
+def test_entries_expire() -> None:
+    now = [0.0]
+    cache: TTLCache[str, int] = TTLCache(ttl=2, clock=lambda: now[0])
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    now[0] = 2.5
+    assert cache.get("k") is None
+
+
+@pytest.mark.parametrize("size", [3])
+def test_size_is_bounded(size: int) -> None:
+    cache: TTLCache[int, int] = TTLCache(ttl=10, max_size=size)
+    for i in range(10):
+        cache.set(i, i)
+    assert len(cache) == size
+    assert cache.get(9) == 9 and cache.get(0) is None
