@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from api import accesses, config, keys, oidc, rooms, users  # noqa: F401  (register routes)
+from api import (  # noqa: F401  (register routes)
+    accesses,
+    config,
+    keys,
+    lobby,
+    oidc,
+    participants,
+    rooms,
+    users,
+    webhooks,
+)
 from api.auth import VERIFIER, JWKSVerifier
 from api.config import CONFIG_BODY, frontend_config, openapi_document
 from api.frontend import frontend_routes
@@ -16,6 +26,9 @@ from api.middlewares import csrf_cookie_middleware, error_middleware
 from api.openapi import REGISTRY
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
+from coordinator.actor import LocalDirectory
+from coordinator.livekit import LiveKitAdapter
+from coordinator.recordings import StoredRecordings
 from coordinator.rooms import RoomService
 from coordinator.settings import Settings
 from storage.engine import create_engine, create_sessionmaker
@@ -33,8 +46,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.OPENAPI] = openapi_document(settings)
     app[CONFIG_BODY] = dumps(frontend_config(settings))
+    app[keys.THROTTLES] = keys.Throttles()
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(rooms_ctx)
     app.add_routes(REGISTRY.routes)
     if settings.frontend_dist_dir:
         app.add_routes(frontend_routes(settings.frontend_dist_dir))
@@ -59,3 +74,20 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.ACCESSES] = AccessService(sessionmaker, room_service.cache)
     yield
     await engine.dispose()
+
+
+async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The LiveKit adapter and the local room-actor engine."""
+    settings = app[keys.SETTINGS]
+    adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
+    app[keys.LIVEKIT] = adapter
+    directory = LocalDirectory(
+        adapter,
+        StoredRecordings(settings, app[keys.SESSIONMAKER]),
+        idle_after=settings.room_idle_seconds,
+    )
+    directory.start()
+    app[keys.DIRECTORY] = directory
+    app[keys.ROOMS].on_settings_changed = directory.call
+    yield
+    await directory.close()

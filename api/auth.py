@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import jwt as pyjwt
 from aiohttp import web
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -171,6 +172,36 @@ async def _identify(request: web.Request, *, allow_bearer: bool) -> Identity:
         return Identity(None, "anonymous")
     check_csrf(request)
     return Identity(user, "session")
+
+
+INVALID_LIVEKIT_TOKEN = "Invalid LiveKit token: {}"
+
+
+def livekit_token_claims(request: web.Request) -> dict[str, Any]:
+    """The verified claims of a LiveKit access token in ``Authorization: Bearer …``.
+
+    Missing or malformed header → 403 "Authentication credentials were not provided.";
+    a bad, expired or foreign token → 403 "Invalid LiveKit token: <reason>" (Meet sends no
+    WWW-Authenticate for this scheme, hence 403, not 401).
+    """
+    token = bearer_token(request)
+    if token is None:
+        raise PermissionDenied("Authentication credentials were not provided.")
+    livekit = request.app[keys.SETTINGS].livekit
+    try:
+        claims: dict[str, Any] = pyjwt.decode(
+            token,
+            livekit.api_secret.get(),
+            algorithms=["HS256"],
+            issuer=livekit.api_key,
+            leeway=60,
+            options={"require": ["exp"]},
+        )
+    except pyjwt.InvalidTokenError as exc:
+        raise PermissionDenied(INVALID_LIVEKIT_TOKEN.format(exc)) from None
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        raise PermissionDenied(INVALID_LIVEKIT_TOKEN.format("no identity"))
+    return claims
 
 
 async def current_user(request: web.Request) -> UserRecord | None:

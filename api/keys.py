@@ -7,10 +7,22 @@ from aiohttp import web
 
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
+from coordinator.actor import LocalDirectory
+from coordinator.livekit import LiveKitAdapter
 from coordinator.rooms import RoomService
 from coordinator.settings import Settings
+from coordinator.throttle import Throttle
 from storage.engine import SessionMaker
 from storage.records import UserRecord
+
+
+class Throttles:
+    """The per-endpoint limiters (Meet's rates)."""
+
+    def __init__(self) -> None:
+        self.request_entry = Throttle(150, 60.0)
+        self.creation_callback = Throttle(600, 60.0)
+
 
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONMAKER = web.AppKey("sessionmaker", SessionMaker)
@@ -19,5 +31,8 @@ ACCESSES = web.AppKey("accesses", AccessService)
 SESSIONS = web.AppKey("sessions", SessionCodec)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 OPENAPI = web.AppKey("openapi", dict)
+LIVEKIT = web.AppKey("livekit", LiveKitAdapter)
+DIRECTORY = web.AppKey("directory", LocalDirectory)
+THROTTLES = web.AppKey("throttles", Throttles)
 
 USER = web.RequestKey("user", UserRecord)

@@ -220,3 +220,109 @@ class VersionOut(Response):
 
 class HeartbeatOut(Response):
     database: Literal["ok", "error"]
+
+
+# -- lobby and participants (§2.5) -----------------------------------------------------------
+
+Identity = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+FORBIDDEN_PERMISSION_FIELDS = ("hidden", "recorder", "agent")
+
+
+class RequestEntryIn(Request):
+    username: StrictStr = Field(min_length=1, max_length=255)
+
+
+class LobbyParticipantOut(Response):
+    status: Literal["waiting", "accepted", "denied"]
+    username: str
+    id: str
+    color: str
+
+
+class RequestEntryOut(LobbyParticipantOut):
+    livekit: LiveKitOut | None
+
+
+class WaitingOut(Response):
+    participants: list[LobbyParticipantOut]
+
+
+class EnterIn(Request):
+    model_config = ConfigDict(strict=False, extra="ignore")
+    participant_id: uuid.UUID
+    allow_entry: StrictBool
+
+
+class MessageOut(Response):
+    message: str
+
+
+class MuteIn(Request):
+    participant_identity: Identity
+    track_sid: StrictStr = Field(min_length=1, max_length=255)
+
+
+class PermissionIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    can_subscribe: StrictBool | None = None
+    can_publish: StrictBool | None = None
+    can_publish_data: StrictBool | None = None
+    can_publish_sources: list[Source] | None = None
+    hidden: StrictBool | None = None
+    recorder: StrictBool | None = None
+    can_update_metadata: StrictBool | None = None
+    agent: StrictBool | None = None
+    can_subscribe_metrics: StrictBool | None = None
+
+
+class UpdateParticipantIn(Request):
+    participant_identity: Identity
+    metadata: dict[str, Any] | None = None
+    attributes: dict[str, StrictStr] | None = None
+    permission: PermissionIn | None = None
+    name: StrictStr | None = Field(default=None, max_length=255)
+
+
+class RemoveParticipantIn(Request):
+    participant_identity: Identity
+
+
+class RoleIn(Request):
+    participant_identity: Identity
+    role: Literal["member", "administrator"]
+
+
+class RoleOut(Response):
+    role: str
+    livekit_synced: bool
+
+
+class ToggleHandIn(Request):
+    raised: StrictBool
+
+
+class RenameIn(Request):
+    name: StrictStr = Field(min_length=1, max_length=255)
+
+
+class ActionStatusOut(Response):
+    status: Literal["success"]
+
+
+class LiveParticipantOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    identity: str
+    name: str
+    joined_at: int
+    tracks: list[dict[str, Any]]
+
+
+class LiveRoomOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    participants: list[LiveParticipantOut]
+    lobby: list[dict[str, Any]]
+    recording: dict[str, Any] | None
+
+
+class WebhookOut(Response):
+    status: Literal["success", "error"]

@@ -6,21 +6,32 @@ contract's permission tables (reference §1.3, §1.4) and runs one transaction p
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from coordinator.cache import LookupCache, TTLCache
-from coordinator.errors import InvalidRequest, NotAuthenticated, NotFound, PermissionDenied
+from coordinator.errors import (
+    CoordinatorError,
+    InvalidRequest,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+from coordinator.room import SyncRoomSettings
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid, slugify
 from coordinator.tokens import Participant, mint_token, new_identity, publish_sources
 from storage import rooms as room_store
 from storage.engine import SessionMaker
 from storage.records import AccessRecord, Page, RoomRecord, UserRecord
+
+log = logging.getLogger(__name__)
 
 PRIVILEGED = frozenset({"administrator", "owner"})
 PRIVILEGES_REQUIRED = "You must have privileges on room to perform this action."
@@ -95,6 +106,8 @@ class RoomService:
         self._settings = settings
         self._sessionmaker = sessionmaker
         self.cache = cache or LookupCache(settings.lookup_cache_seconds)
+        # Set by the engine: delivers a command to a room's actor (LiveKit metadata sync).
+        self.on_settings_changed: Callable[[str, SyncRoomSettings], Awaitable[Any]] | None = None
         self.creation_callbacks: TTLCache[str, dict[str, str]] = TTLCache(
             ttl=settings.room_creation_callback_cache_timeout
         )
@@ -332,7 +345,22 @@ class RoomService:
         except IntegrityError:
             raise _duplicate_slug() from None
         self.cache.forget_room(room.id, room.slug, updated.slug)
+        await self._sync_livekit(room, updated)
         return self._view(updated, role, user, None, accesses[room.id])
+
+    async def _sync_livekit(self, before: RoomRecord, after: RoomRecord) -> None:
+        """Merge configuration and access level into the LiveKit room metadata when changed."""
+        changed = (before.configuration, before.access_level) != (
+            after.configuration,
+            after.access_level,
+        )
+        if not changed or self.on_settings_changed is None:
+            return
+        changes = {"configuration": after.configuration, "access_level": after.access_level}
+        try:
+            await self.on_settings_changed(str(after.id), SyncRoomSettings(changes))
+        except CoordinatorError as exc:
+            log.warning("room %s: LiveKit metadata not synced: %s", after.id, exc)
 
     async def delete(self, lookup: str, user: UserRecord | None) -> None:
         user = require_user(user)

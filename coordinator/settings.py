@@ -235,6 +235,8 @@ class Settings:
     frontend_configuration: dict[str, Any] = field(default_factory=dict)
     frontend_dist_dir: str | None = None
     lookup_cache_seconds: float = 2.0
+    room_idle_seconds: float = 300.0
+    connection_test_room_prefix: str = "connection-test"
     version: str = "0.1.0"
 
     @classmethod
@@ -344,6 +346,8 @@ class Settings:
             frontend_configuration=env.json_object("FRONTEND_CONFIGURATION"),
             frontend_dist_dir=env.optional_str("FRONTEND_DIST_DIR"),
             lookup_cache_seconds=env.number("MEET_LOOKUP_CACHE_SECONDS", 2.0, allow_zero=True),
+            room_idle_seconds=env.number("MEET_ROOM_IDLE_SECONDS", 300.0),
+            connection_test_room_prefix=env.text("CONNECTION_TEST_ROOM_PREFIX", "connection-test"),
         )
 
 

@@ -19,6 +19,7 @@ from coordinator.settings import LiveKitSettings, Secret, Settings
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Base
+from tests.livekit_standin import LiveKitStandin
 from tests.support.factories import Factory, login
 from tests.support.postgres import PostgresCluster, find_bindir
 
@@ -71,7 +72,12 @@ def postgres_base_url() -> Iterator[str]:
         cluster.stop()
 
 
-pytest_plugins = ["tests.oidc_provider.plugin"]
+pytest_plugins = [
+    "tests.oidc_provider.plugin",
+    "tests.livekit_standin.plugin",
+    "tests.summary_standin.plugin",
+    "tests.smtp_server",
+]
 
 TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))
 
@@ -122,6 +128,31 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient[Any, Any
     app = create_app(settings)
     result: TestClient[Any, Any] = await aiohttp_client(app)
     return result
+
+
+@pytest.fixture
+async def lk_client(
+    aiohttp_client: Any, database_url: str, livekit_standin: LiveKitStandin
+) -> TestClient[Any, Any]:
+    """The app wired to the LiveKit stand-in, which sends its webhooks to the app."""
+    livekit = LiveKitSettings(
+        api_key=livekit_standin.api_key,
+        api_secret=Secret(livekit_standin.api_secret),
+        api_url=livekit_standin.url,
+        timeout_seconds=1.0,
+    )
+    settings = make_settings(database_url, livekit=livekit)
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    livekit_standin.webhook_url = str(client.make_url("/api/v1.0/rooms/webhooks-livekit/"))
+    return client
+
+
+@pytest.fixture
+def lk_log_in(lk_client: TestClient[Any, Any]) -> Any:
+    def _log_in(user: Any) -> None:
+        login(lk_client, lk_client.app[keys.SESSIONS], user)
+
+    return _log_in
 
 
 @pytest.fixture

@@ -81,6 +81,8 @@ def api_schema(live: Live) -> Any:
     return schemathesis.openapi.from_dict(document)
 
 
+# Their callers sign every request (LiveKit): fuzzed requests are refused before anything else.
+SIGNED_ENDPOINTS = {"/api/v1.0/rooms/webhooks-livekit/"}
 OPERATIONS = [(op.method, op.path) for op in REGISTRY.operations]
 
 
@@ -114,4 +116,5 @@ def test_api_conforms_to_its_schema(api_schema: Any, live: Live, method: str, pa
 
     statuses: set[int] = set()
     exercise()
-    assert statuses - {401}, f"{method} {path} never got past authentication"
+    if path not in SIGNED_ENDPOINTS:
+        assert statuses - {401}, f"{method} {path} never got past authentication"

@@ -1,0 +1,64 @@
+"""``POST /api/v1.0/rooms/webhooks-livekit/`` (§3.4): verified, filtered, applied by the actor.
+
+Verification uses the raw body and the raw ``Authorization`` header. Answers: 401 without the
+header, 400 when the signature or body does not verify, 422 for an unknown event type, 200
+otherwise — 5xx only when LiveKit should retry (the room could not apply the event).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+
+from api import keys
+from api.http import MAX_BODY_BYTES, json_response
+from api.openapi import operation
+from api.schemas import WebhookOut
+from coordinator.errors import CoordinatorError
+from coordinator.livekit import InvalidWebhook
+from coordinator.media import WEBHOOK_EVENTS
+from coordinator.room import ApplyWebhook
+
+log = logging.getLogger(__name__)
+
+SUCCESS = {"status": "success"}
+ERROR = {"status": "error"}
+
+
+@operation(
+    "POST",
+    "/api/v1.0/rooms/webhooks-livekit/",
+    name="livekit_webhook",
+    summary="LiveKit webhook receiver (signed by the LiveKit server)",
+    tag="livekit",
+    responses={200: WebhookOut, 400: WebhookOut, 401: WebhookOut, 422: WebhookOut, 503: WebhookOut},
+)
+async def livekit_webhook(request: web.Request) -> web.Response:
+    authorization = request.headers.get("Authorization")
+    if not authorization:
+        return json_response(ERROR, status=401)
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        return json_response(ERROR, status=400)
+    try:
+        event = request.app[keys.LIVEKIT].verify_webhook(raw.decode("utf-8"), authorization)
+    except (InvalidWebhook, UnicodeDecodeError) as exc:
+        log.info("webhook refused: %s", exc)
+        return json_response(ERROR, status=400)
+    if event.event not in WEBHOOK_EVENTS:
+        return json_response(ERROR, status=422)
+    settings = request.app[keys.SETTINGS]
+    room = event.room_name
+    if not room or room.startswith(settings.connection_test_room_prefix):
+        return json_response(SUCCESS)
+    pattern = settings.livekit.webhook_events_filter_regex
+    if pattern and not re.search(pattern, room):
+        return json_response(SUCCESS)
+    try:
+        await request.app[keys.DIRECTORY].call(room, ApplyWebhook(event))
+    except CoordinatorError as exc:
+        log.warning("webhook %s for room %s not applied: %s", event.id, room, exc)
+        return json_response(ERROR, status=503)
+    return json_response(SUCCESS)

@@ -1,0 +1,293 @@
+"""The LiveKit adapter: the only module that imports ``livekit``.
+
+Every call runs under an explicit ``asyncio.timeout`` (livekit-api 1.2.2 never applies its own,
+livekit.md Q1) and errors are classified by HTTP status, not by Twirp code (Q3/Q4):
+
+- 404 → :class:`LiveKitNotFound` (a subclass of ``NotFound``);
+- any other answered error → :class:`LiveKitError` (``UpstreamError``, 502);
+- refused connections, resets and timeouts → :class:`LiveKitUnavailable` (``Unavailable``, 503).
+
+One shared ``aiohttp.ClientSession`` is used for every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+from google.protobuf import json_format
+from livekit import api
+from livekit.protocol import egress as egress_proto
+from livekit.protocol import models
+
+from coordinator.errors import NotFound, Unavailable, UpstreamError
+from coordinator.media import Egress, FileResult, Participant, RoomInfo, Track, WebhookEvent
+from coordinator.settings import LiveKitSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class LiveKitNotFound(NotFound):
+    default_message = "Not found in LiveKit."
+
+
+class LiveKitError(UpstreamError):
+    default_message = "LiveKit answered with an error."
+
+    def __init__(self, message: str | None = None, *, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.livekit_status = status
+        self.livekit_code = code
+
+
+class LiveKitUnavailable(Unavailable):
+    default_message = "LiveKit is unavailable."
+
+
+class InvalidWebhook(Exception):
+    """The webhook's signature, token or body did not verify."""
+
+
+def _track(info: models.TrackInfo) -> Track:
+    return Track(
+        sid=info.sid,
+        kind=models.TrackType.Name(info.type),
+        source=models.TrackSource.Name(info.source),
+        name=info.name,
+        muted=info.muted,
+    )
+
+
+def _participant(info: models.ParticipantInfo) -> Participant:
+    return Participant(
+        identity=info.identity,
+        sid=info.sid,
+        name=info.name,
+        state=models.ParticipantInfo.State.Name(info.state),
+        joined_at=int(info.joined_at),
+        tracks=tuple(_track(t) for t in info.tracks),
+        attributes=dict(info.attributes),
+        metadata=info.metadata,
+    )
+
+
+def _egress(info: egress_proto.EgressInfo) -> Egress:
+    files = tuple(
+        FileResult(
+            filename=f.filename,
+            location=f.location,
+            size=int(f.size),
+            duration_ns=int(f.duration),
+            started_at_ns=int(f.started_at),
+            ended_at_ns=int(f.ended_at),
+        )
+        for f in info.file_results
+    )
+    return Egress(
+        egress_id=info.egress_id,
+        room_name=info.room_name,
+        status=egress_proto.EgressStatus.Name(info.status),
+        error=info.error,
+        started_at_ns=int(info.started_at),
+        ended_at_ns=int(info.ended_at),
+        files=files,
+    )
+
+
+def webhook_event(event: Any) -> WebhookEvent:
+    """A protobuf ``WebhookEvent`` as a plain value."""
+    room_name = event.room.name or event.egress_info.room_name
+    return WebhookEvent(
+        id=event.id,
+        event=event.event,
+        created_at=int(event.created_at),
+        room_name=room_name,
+        room_sid=event.room.sid,
+        participant=_participant(event.participant) if event.HasField("participant") else None,
+        track=_track(event.track) if event.HasField("track") else None,
+        egress=_egress(event.egress_info) if event.HasField("egress_info") else None,
+    )
+
+
+class LiveKitAdapter:
+    """Room service, egress and agent calls; webhook verification."""
+
+    def __init__(self, settings: LiveKitSettings, session: aiohttp.ClientSession) -> None:
+        self._settings = settings
+        self._api = api.LiveKitAPI(
+            settings.api_url, settings.api_key, settings.api_secret.get(), session=session
+        )
+        self._receiver = api.WebhookReceiver(
+            api.TokenVerifier(settings.api_key, settings.api_secret.get())
+        )
+        self.timeout = settings.timeout_seconds
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call()
+        except api.ServerError as exc:
+            if exc.status == 404:
+                raise LiveKitNotFound(f"{what}: {exc.message or 'not found'}") from exc
+            if exc.status in (502, 503, 504):
+                raise LiveKitUnavailable(f"{what}: LiveKit answered {exc.status}") from exc
+            raise LiveKitError(
+                f"{what}: LiveKit answered {exc.status} {exc.code}",
+                status=exc.status,
+                code=str(exc.code),
+            ) from exc
+        except TimeoutError as exc:
+            raise LiveKitUnavailable(f"{what}: no answer within {self.timeout:g} s") from exc
+        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+            raise LiveKitUnavailable(f"{what}: {type(exc).__name__}") from exc
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def verify_webhook(self, body: str, authorization: str) -> WebhookEvent:
+        """Verify the raw body against the raw Authorization header; raise InvalidWebhook."""
+        try:
+            event = self._receiver.receive(body, authorization)
+        except Exception as exc:  # PyJWT errors, "hash mismatch", protobuf ParseError…
+            raise InvalidWebhook(str(exc) or type(exc).__name__) from exc
+        return webhook_event(event)
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def get_room(self, room: str) -> RoomInfo | None:
+        response = await self._call(
+            "ListRooms", lambda: self._api.room.list_rooms(api.ListRoomsRequest(names=[room]))
+        )
+        for info in response.rooms:
+            if info.name == room:
+                return RoomInfo(info.name, info.sid, info.metadata, info.num_participants)
+        return None
+
+    async def merge_room_metadata(
+        self, room: str, changes: dict[str, Any], *, remove: tuple[str, ...] = ()
+    ) -> bool:
+        """Merge ``changes`` into the room's JSON metadata; False when the room is absent."""
+        info = await self.get_room(room)
+        if info is None:
+            return False
+        try:
+            current = json.loads(info.metadata) if info.metadata else {}
+        except ValueError:
+            current = {}
+        if not isinstance(current, dict):
+            current = {}
+        current.update(changes)
+        for key in remove:
+            current.pop(key, None)
+        request = api.UpdateRoomMetadataRequest(room=room, metadata=json.dumps(current))
+        try:
+            await self._call(
+                "UpdateRoomMetadata", lambda: self._api.room.update_room_metadata(request)
+            )
+        except LiveKitNotFound:
+            return False
+        return True
+
+    async def send_data(self, room: str, payload: dict[str, Any]) -> None:
+        request = api.SendDataRequest(
+            room=room,
+            data=json.dumps(payload).encode(),
+            kind=models.DataPacket.Kind.RELIABLE,
+        )
+        await self._call("SendData", lambda: self._api.room.send_data(request))
+
+    async def list_participants(self, room: str) -> list[Participant]:
+        response = await self._call(
+            "ListParticipants",
+            lambda: self._api.room.list_participants(api.ListParticipantsRequest(room=room)),
+        )
+        return [_participant(p) for p in response.participants]
+
+    async def get_participant(self, room: str, identity: str) -> Participant | None:
+        """The participant, or None when LiveKit does not know it (or it disconnected)."""
+        request = api.RoomParticipantIdentity(room=room, identity=identity)
+        try:
+            info = await self._call(
+                "GetParticipant", lambda: self._api.room.get_participant(request)
+            )
+        except LiveKitNotFound:
+            return None
+        participant = _participant(info)
+        return participant if participant.present else None
+
+    async def remove_participant(self, room: str, identity: str) -> None:
+        request = api.RoomParticipantIdentity(room=room, identity=identity)
+        await self._call("RemoveParticipant", lambda: self._api.room.remove_participant(request))
+
+    async def mute_track(self, room: str, identity: str, track_sid: str) -> None:
+        request = api.MuteRoomTrackRequest(
+            room=room, identity=identity, track_sid=track_sid, muted=True
+        )
+        await self._call("MutePublishedTrack", lambda: self._api.room.mute_published_track(request))
+
+    async def update_participant(
+        self,
+        room: str,
+        identity: str,
+        *,
+        metadata: str | None = None,
+        attributes: dict[str, str] | None = None,
+        name: str | None = None,
+        permission: dict[str, Any] | None = None,
+    ) -> Participant:
+        request = api.UpdateParticipantRequest(room=room, identity=identity)
+        if metadata is not None:
+            request.metadata = metadata
+        if attributes:
+            request.attributes.update(attributes)
+        if name is not None:
+            request.name = name
+        if permission is not None:
+            request.permission.CopyFrom(_permission(permission))
+        info = await self._call(
+            "UpdateParticipant", lambda: self._api.room.update_participant(request)
+        )
+        return _participant(info)
+
+    # -- egress --------------------------------------------------------------------------
+
+    async def list_egress(
+        self, *, room: str | None = None, egress_id: str | None = None, active: bool = False
+    ) -> list[Egress]:
+        request = api.ListEgressRequest(
+            room_name=room or "", egress_id=egress_id or "", active=active
+        )
+        try:
+            response = await self._call("ListEgress", lambda: self._api.egress.list_egress(request))
+        except LiveKitNotFound:
+            return []
+        return [_egress(e) for e in response.items]
+
+    async def stop_egress(self, egress_id: str) -> Egress:
+        request = api.StopEgressRequest(egress_id=egress_id)
+        return _egress(
+            await self._call("StopEgress", lambda: self._api.egress.stop_egress(request))
+        )
+
+    async def start_room_composite_egress(self, request: Any) -> Egress:
+        info = await self._call(
+            "StartRoomCompositeEgress",
+            lambda: self._api.egress.start_room_composite_egress(request),
+        )
+        return _egress(info)
+
+
+def _permission(values: dict[str, Any]) -> models.ParticipantPermission:
+    permission = models.ParticipantPermission()
+    sources = values.get("can_publish_sources")
+    plain = {k: v for k, v in values.items() if k != "can_publish_sources"}
+    json_format.ParseDict(plain, permission)
+    if sources is not None:
+        permission.can_publish_sources.extend(
+            [models.TrackSource.Value(str(s).upper()) for s in sources]  # type: ignore[misc]
+        )
+    return permission

@@ -1,0 +1,82 @@
+"""Recording repository (the parts the room actors need; the recordings API adds more)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Recording
+
+IN_FLIGHT = ("initiated", "active")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRecord:
+    id: uuid.UUID
+    room_id: uuid.UUID
+    status: str
+    mode: str
+    worker_id: str | None
+    options: dict[str, Any]
+    external_process_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def recording_record(recording: Recording) -> RecordingRecord:
+    return RecordingRecord(
+        id=recording.id,
+        room_id=recording.room_id,
+        status=recording.status,
+        mode=recording.mode,
+        worker_id=recording.worker_id,
+        options=dict(recording.options or {}),
+        external_process_id=recording.external_process_id,
+        created_at=recording.created_at,
+        updated_at=recording.updated_at,
+    )
+
+
+async def in_flight_recording(session: AsyncSession, room_id: uuid.UUID) -> RecordingRecord | None:
+    recording = await session.scalar(
+        select(Recording).where(Recording.room_id == room_id, Recording.status.in_(IN_FLIGHT))
+    )
+    return recording_record(recording) if recording else None
+
+
+async def recording_by_worker(session: AsyncSession, worker_id: str) -> RecordingRecord | None:
+    recording = await session.scalar(
+        select(Recording)
+        .where(Recording.worker_id == worker_id)
+        .order_by(Recording.created_at.desc())
+        .limit(1)
+    )
+    return recording_record(recording) if recording else None
+
+
+async def get_recording(session: AsyncSession, recording_id: uuid.UUID) -> RecordingRecord | None:
+    recording = await session.get(Recording, recording_id)
+    return recording_record(recording) if recording else None
+
+
+async def set_status(
+    session: AsyncSession,
+    recording_id: uuid.UUID,
+    status: str,
+    *,
+    only_from: tuple[str, ...] | None = None,
+    **fields: Any,
+) -> bool:
+    """Move the recording to ``status``; with ``only_from``, only from one of those statuses."""
+    from storage.models import utcnow
+
+    statement = update(Recording).where(Recording.id == recording_id)
+    if only_from is not None:
+        statement = statement.where(Recording.status.in_(only_from))
+    result = await session.execute(statement.values(status=status, updated_at=utcnow(), **fields))
+    return bool(getattr(result, "rowcount", 0))

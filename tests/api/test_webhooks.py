@@ -1,0 +1,177 @@
+"""The webhook receiver fed by the LiveKit stand-in (real signing, real ``WebhookReceiver``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from livekit import api
+
+from api import keys
+from coordinator.room import Snapshot
+from storage.records import RoomRecord
+from tests.livekit_standin import LiveKitStandin, sign_webhook
+from tests.support.factories import Factory
+
+Client = TestClient[Any, Any]
+URL = "/api/v1.0/rooms/webhooks-livekit/"
+
+
+async def live(client: Client, room: RoomRecord) -> dict[str, Any]:
+    snapshot: dict[str, Any] = await client.app[keys.DIRECTORY].call(str(room.id), Snapshot())
+    return snapshot
+
+
+def identities(snapshot: dict[str, Any]) -> list[str]:
+    return sorted(p["identity"] for p in snapshot["participants"])
+
+
+async def test_participants_and_tracks_follow_webhooks(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room()
+    name = str(room.id)
+    livekit_standin.join(name, "ada", name="Ada")
+    livekit_standin.join(name, "bob", name="Bob")
+    track = livekit_standin.publish(name, "ada", type=api.TrackType.AUDIO)
+    await livekit_standin.webhooks.drain()
+    snapshot = await live(lk_client, room)
+    assert identities(snapshot) == ["ada", "bob"]
+    ada = next(p for p in snapshot["participants"] if p["identity"] == "ada")
+    assert ada["name"] == "Ada" and [t["sid"] for t in ada["tracks"]] == [track.sid]
+    livekit_standin.leave(name, "bob")
+    await livekit_standin.webhooks.drain()
+    assert identities(await live(lk_client, room)) == ["ada"]
+    assert all(d.status == 200 for d in livekit_standin.webhooks.deliveries)
+
+
+async def test_duplicated_deliveries_end_in_the_correct_state(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room()
+    name = str(room.id)
+    livekit_standin.webhooks.duplicate(times=100)  # every event delivered twice
+    livekit_standin.join(name, "ada")
+    livekit_standin.join(name, "bob")
+    livekit_standin.leave(name, "ada")
+    await livekit_standin.webhooks.drain()
+    joined = [e.id for e in livekit_standin.events if e.event == "participant_joined"]
+    for event_id in joined:
+        livekit_standin.webhooks.redeliver(event_id)  # late redelivery of old joins
+    await livekit_standin.webhooks.drain()
+    assert identities(await live(lk_client, room)) == ["bob"]
+
+
+async def test_reordered_deliveries_across_keys_end_in_the_correct_state(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room()
+    name = str(room.id)
+    livekit_standin.webhooks.hold("ada")  # ada's participant events are held back…
+    livekit_standin.join(name, "ada")
+    track = livekit_standin.publish(name, "ada")  # …while her track event overtakes them
+    livekit_standin.join(name, "bob")
+    await livekit_standin.webhooks.drain()
+    snapshot = await live(lk_client, room)
+    assert "ada" in identities(snapshot)  # known from the track event already
+    livekit_standin.webhooks.release("ada")
+    await livekit_standin.webhooks.drain()
+    snapshot = await live(lk_client, room)
+    ada = next(p for p in snapshot["participants"] if p["identity"] == "ada")
+    assert [t["sid"] for t in ada["tracks"]] == [track.sid]
+    # A leave held back behind a rejoin of a new session does not remove the new session.
+    livekit_standin.webhooks.hold("ada")
+    livekit_standin.leave(name, "ada")
+    livekit_standin.join(name, "ada")
+    livekit_standin.webhooks.release("ada")
+    await livekit_standin.webhooks.drain()
+    assert identities(await live(lk_client, room)) == ["ada", "bob"]
+
+
+async def test_room_finished_clears_participants_and_lobby(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room(access_level="restricted")
+    name = str(room.id)
+    livekit_standin.join(name, "ada")
+    response = await lk_client.post(
+        f"/api/v1.0/rooms/{room.id}/request-entry/", json={"username": "Guest"}
+    )
+    assert (await response.json())["status"] == "waiting"
+    livekit_standin.close_room(name)
+    await livekit_standin.webhooks.drain()
+    snapshot = await live(lk_client, room)
+    assert snapshot["participants"] == [] and snapshot["lobby"] == []
+
+
+@pytest.mark.parametrize(
+    ("variant", "status"),
+    [("tampered", 400), ("expired", 400), ("wrong_key", 400), ("bearer", 400), ("no_sha256", 400)],
+)
+async def test_bad_signatures_are_refused(
+    lk_client: Client, livekit_standin: LiveKitStandin, variant: str, status: int
+) -> None:
+    event = api.WebhookEvent(event="room_started", id="EV_x", room=api.Room(name="r"))
+    body, headers = sign_webhook(
+        event,
+        livekit_standin.api_key,
+        livekit_standin.api_secret,
+        variant=variant,  # type: ignore[arg-type]
+    )
+    response = await lk_client.post(URL, data=body, headers=headers)
+    assert response.status == status
+    assert await response.json() == {"status": "error"}
+
+
+async def test_missing_authorization_unknown_event_and_garbage(
+    lk_client: Client, livekit_standin: LiveKitStandin
+) -> None:
+    response = await lk_client.post(URL, data="{}")
+    assert response.status == 401 and await response.json() == {"status": "error"}
+    unknown = api.WebhookEvent(event="made_up", id="EV_y", room=api.Room(name="r"))
+    body, headers = sign_webhook(unknown, livekit_standin.api_key, livekit_standin.api_secret)
+    assert (await lk_client.post(URL, data=body, headers=headers)).status == 422
+    response = await lk_client.post(URL, data=b"\xff\xfe", headers={"Authorization": "x"})
+    assert response.status == 400
+
+
+async def test_filter_regex_and_connection_test_rooms_are_ignored(
+    aiohttp_client: Any, database_url: str, livekit_standin: LiveKitStandin
+) -> None:
+    from api.app import create_app
+    from coordinator.settings import LiveKitSettings, Secret
+    from tests.conftest import make_settings
+
+    livekit = LiveKitSettings(
+        api_key=livekit_standin.api_key,
+        api_secret=Secret(livekit_standin.api_secret),
+        api_url=livekit_standin.url,
+        webhook_events_filter_regex="^meet-",
+    )
+    client = await aiohttp_client(create_app(make_settings(database_url, livekit=livekit)))
+    directory = client.app[keys.DIRECTORY]
+    for room in ("other-app-room", "connection-test-123", "meet-room"):
+        event = api.WebhookEvent(
+            event="participant_joined",
+            id=f"EV_{room}",
+            room=api.Room(name=room),
+            participant=api.ParticipantInfo(identity="ada", sid="PA_1"),
+        )
+        body, headers = sign_webhook(event, livekit_standin.api_key, livekit_standin.api_secret)
+        response = await client.post(URL, data=body, headers=headers)
+        assert response.status == 200 and await response.json() == {"status": "success"}
+    assert directory.active_rooms() == ["meet-room"]
+
+
+async def test_webhook_ingestion_survives_a_dropped_actor(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room()
+    name = str(room.id)
+    livekit_standin.join(name, "ada")
+    await livekit_standin.webhooks.drain()
+    await lk_client.app[keys.DIRECTORY].drop(name)
+    livekit_standin.join(name, "bob")  # the actor comes back from LiveKit, then applies this
+    await livekit_standin.webhooks.drain()
+    assert identities(await live(lk_client, room)) == ["ada", "bob"]

@@ -1,0 +1,185 @@
+"""The actor shell and the local engine: ordering, isolation, recovery, idle deactivation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from typing import Any
+
+from coordinator.actor import LocalDirectory
+from coordinator.media import Egress, Participant, RoomInfo, WebhookEvent
+from coordinator.room import (
+    ApplyWebhook,
+    ListWaiting,
+    RecordingState,
+    RequestEntry,
+    Snapshot,
+)
+
+
+class FakeMedia:
+    """An in-memory LiveKit whose calls take random time and record their overlap."""
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        self.participants: dict[str, list[Participant]] = {}
+
+    async def _work(self, room: str) -> None:
+        self.in_flight[room] = self.in_flight.get(room, 0) + 1
+        self.max_in_flight[room] = max(self.max_in_flight.get(room, 0), self.in_flight[room])
+        if self.delay:
+            await asyncio.sleep(random.uniform(0, self.delay))
+        self.in_flight[room] -= 1
+
+    async def list_participants(self, room: str) -> list[Participant]:
+        return list(self.participants.get(room, []))
+
+    async def list_egress(self, **_: Any) -> list[Egress]:
+        return []
+
+    async def get_room(self, room: str) -> RoomInfo | None:
+        await self._work(room)
+        return RoomInfo(room)
+
+    async def send_data(self, room: str, payload: dict[str, Any]) -> None:
+        await self._work(room)
+        self.sent.append((room, payload))
+
+    async def get_participant(self, room: str, identity: str) -> Participant | None:
+        return None
+
+    async def remove_participant(self, room: str, identity: str) -> None:
+        await self._work(room)
+
+    async def mute_track(self, room: str, identity: str, track_sid: str) -> None:
+        await self._work(room)
+
+    async def update_participant(self, room: str, identity: str, **_: Any) -> Participant:
+        await self._work(room)
+        return Participant(identity=identity)
+
+    async def merge_room_metadata(self, room: str, changes: dict[str, Any], **_: Any) -> bool:
+        await self._work(room)
+        return True
+
+
+class FakeRecordings:
+    def __init__(self) -> None:
+        self.rooms: dict[str, RecordingState] = {}
+
+    async def in_flight(self, room: str) -> RecordingState | None:
+        return self.rooms.get(room)
+
+    async def by_egress(self, egress_id: str) -> RecordingState | None:
+        return None
+
+    async def set_status(self, recording_id: uuid.UUID, status: str, only_from: Any) -> bool:
+        return True
+
+    async def complete(self, recording_id: uuid.UUID, egress: Egress) -> None:
+        return None
+
+
+def joined(room: str, identity: str, n: int) -> ApplyWebhook:
+    participant = Participant(identity=identity, sid=f"PA_{identity}", joined_at=n)
+    event = WebhookEvent(f"EV_{room}_{n}", "participant_joined", n, room, "", participant)
+    return ApplyWebhook(event)
+
+
+def left(room: str, identity: str, n: int) -> ApplyWebhook:
+    participant = Participant(identity=identity, sid=f"PA_{identity}", joined_at=n)
+    event = WebhookEvent(f"EV_{room}_{n}", "participant_left", n, room, "", participant)
+    return ApplyWebhook(event)
+
+
+async def test_200_concurrent_commands_apply_in_arrival_order_one_at_a_time() -> None:
+    media = FakeMedia(delay=0.002)
+    directory = LocalDirectory(media, FakeRecordings())
+    room = "room-order"
+    calls = [
+        asyncio.create_task(directory.call(room, RequestEntry(f"p{i:03d}", f"user {i}")))
+        for i in range(200)
+    ]
+    replies = await asyncio.gather(*calls)
+    assert [r.participant_id for r in replies] == [f"p{i:03d}" for i in range(200)]
+    waiting = await directory.call(room, ListWaiting())
+    assert [w["id"] for w in waiting] == [f"p{i:03d}" for i in range(200)]
+    # Every request's notification ran, in order, never two at once for this room.
+    assert len(media.sent) == 200
+    assert media.max_in_flight[room] == 1
+    snapshot = await directory.call(room, Snapshot())
+    assert snapshot["counters"]["commands"] >= 202
+    await directory.close()
+
+
+async def test_1000_rooms_in_parallel_stay_independent() -> None:
+    media = FakeMedia(delay=0.001)
+    directory = LocalDirectory(media, FakeRecordings())
+    rooms = [f"room-{i}" for i in range(1000)]
+    commands: list[tuple[str, Any]] = []
+    for i, room in enumerate(rooms):
+        people = [f"{room}-u{j}" for j in range(i % 5 + 1)]
+        commands += [(room, joined(room, person, n)) for n, person in enumerate(people)]
+        commands += [(room, left(room, people[0], 100))]
+        commands += [(room, RequestEntry(f"{room}-lobby", "guest"))]
+    random.Random(7).shuffle(commands)  # rooms interleave; each room's own order is kept...
+    per_room: dict[str, list[Any]] = {}
+    for room, command in commands:
+        per_room.setdefault(room, []).append(command)
+    # ...by sending each room's commands in its own sequence, all rooms concurrently.
+    ordered = {room: sorted(cmds, key=_order) for room, cmds in per_room.items()}
+
+    async def drive(room: str) -> None:
+        for command in ordered[room]:
+            await directory.call(room, command)
+
+    await asyncio.gather(*(drive(room) for room in rooms))
+    for i, room in enumerate(rooms):
+        snapshot = await directory.call(room, Snapshot())
+        expected = [f"{room}-u{j}" for j in range(1, i % 5 + 1)]
+        assert sorted(p["identity"] for p in snapshot["participants"]) == expected
+        assert [e["id"] for e in snapshot["lobby"]] == [f"{room}-lobby"]
+    assert max(media.max_in_flight.values()) == 1
+    assert len(directory.active_rooms()) == 1000
+    await directory.close()
+
+
+def _order(command: Any) -> int:
+    if isinstance(command, ApplyWebhook):
+        return command.event.created_at
+    return 1000
+
+
+async def test_idle_rooms_are_deactivated_and_come_back() -> None:
+    now = [0.0]
+    media = FakeMedia()
+    directory = LocalDirectory(media, FakeRecordings(), idle_after=60, clock=lambda: now[0])
+    await directory.call("quiet", Snapshot())
+    await directory.call("busy", joined("busy", "ada", 1))
+    now[0] = 120.0
+    assert directory.sweep() == 1
+    assert directory.active_rooms() == ["busy"]
+    media.participants["quiet"] = [Participant(identity="late", sid="PA_late")]
+    snapshot = await directory.call("quiet", Snapshot())
+    assert [p["identity"] for p in snapshot["participants"]] == ["late"]
+    await directory.close()
+
+
+async def test_a_failing_effect_fails_only_its_command() -> None:
+    class Broken(FakeMedia):
+        async def mute_track(self, room: str, identity: str, track_sid: str) -> None:
+            raise RuntimeError("boom")
+
+    from coordinator.room import MuteParticipant
+
+    directory = LocalDirectory(Broken(), FakeRecordings())
+    first = asyncio.create_task(directory.call("r", MuteParticipant("ada", "TR_1")))
+    second = asyncio.create_task(directory.call("r", Snapshot()))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert isinstance(results[1], dict)
+    await directory.close()
