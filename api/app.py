@@ -14,6 +14,8 @@ from api import (  # noqa: F401  (register routes)
     lobby,
     oidc,
     participants,
+    recording_actions,
+    recordings,
     rooms,
     users,
     webhooks,
@@ -28,7 +30,9 @@ from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
 from coordinator.livekit import LiveKitAdapter
-from coordinator.recordings import StoredRecordings
+from coordinator.outbox import OutboxDispatcher, egress_times_from
+from coordinator.reconcile import Reconciler
+from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
 from coordinator.settings import Settings
 from storage.engine import create_engine, create_sessionmaker
@@ -81,13 +85,25 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
     app[keys.LIVEKIT] = adapter
-    directory = LocalDirectory(
-        adapter,
-        StoredRecordings(settings, app[keys.SESSIONMAKER]),
-        idle_after=settings.room_idle_seconds,
+    lifecycle = RecordingLifecycle(
+        settings, app[keys.SESSIONMAKER], adapter, slug_of=app[keys.ROOMS].slug_of
     )
+    app[keys.RECORDINGS] = lifecycle
+    directory = LocalDirectory(adapter, lifecycle, idle_after=settings.room_idle_seconds)
     directory.start()
     app[keys.DIRECTORY] = directory
     app[keys.ROOMS].on_settings_changed = directory.call
+    dispatcher = OutboxDispatcher(
+        settings, app[keys.SESSIONMAKER], app[keys.HTTP], egress_times=egress_times_from(adapter)
+    )
+    lifecycle.wake_outbox = dispatcher.wake
+    app[keys.OUTBOX] = dispatcher
+    reconciler = Reconciler(app[keys.SESSIONMAKER], directory, settings.recording_reconcile_seconds)
+    app[keys.RECONCILER] = reconciler
+    if settings.background_tasks:
+        dispatcher.start()
+        reconciler.start()
     yield
+    await reconciler.stop()
+    await dispatcher.stop()
     await directory.close()

@@ -9,6 +9,9 @@ from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
 from coordinator.livekit import LiveKitAdapter
+from coordinator.outbox import OutboxDispatcher
+from coordinator.reconcile import Reconciler
+from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
 from coordinator.settings import Settings
 from coordinator.throttle import Throttle
@@ -33,6 +36,9 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 OPENAPI = web.AppKey("openapi", dict)
 LIVEKIT = web.AppKey("livekit", LiveKitAdapter)
 DIRECTORY = web.AppKey("directory", LocalDirectory)
+RECORDINGS = web.AppKey("recordings", RecordingLifecycle)
+OUTBOX = web.AppKey("outbox", OutboxDispatcher)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 THROTTLES = web.AppKey("throttles", Throttles)
 
 USER = web.RequestKey("user", UserRecord)

@@ -24,7 +24,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, NotAuthenticatedSession) or (
             isinstance(exc, NotAuthenticated) and exc.status == 401
         ):
-            response.headers["WWW-Authenticate"] = "Session"
+            response.headers["WWW-Authenticate"] = getattr(exc, "www_authenticate", "Session")
         return response
     except web.HTTPException as exc:
         if exc.status == 405:

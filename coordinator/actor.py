@@ -33,9 +33,11 @@ from coordinator.room import (
     PersistRecordingStatus,
     RecordingLoaded,
     RecordingState,
+    RecordingStep,
     Recover,
     RoomState,
     SendData,
+    StepResult,
     decide,
     is_idle,
 )
@@ -79,6 +81,12 @@ class RecordingPort(Protocol):
         self, recording_id: uuid.UUID, status: str, only_from: tuple[str, ...]
     ) -> bool: ...
     async def complete(self, recording_id: uuid.UUID, egress: Egress) -> None: ...
+    async def begin(
+        self, room: str, *, mode: str, options: dict[str, Any], user_id: uuid.UUID
+    ) -> StepResult: ...
+    async def end(self, room: str) -> StepResult: ...
+    async def finish(self, room: str, *, recording_id: uuid.UUID) -> StepResult: ...
+    async def reconcile(self, room: str) -> StepResult: ...
 
 
 class RoomDirectory(Protocol):
@@ -194,7 +202,9 @@ class RoomActor:
             egress_id = command.event.egress.egress_id
             current = self.state.recording
             if current is None or current.egress_id != egress_id:
-                self._apply(RecordingLoaded(await self._recordings.by_egress(egress_id)))
+                known = await self._recordings.by_egress(egress_id)
+                self._apply(RecordingLoaded(known))  # adopts it if it is in flight
+                command = replace(command, recording=known)
         decision = self._apply(command)  # state committed before the first await
         result = decision.reply
         for effect in decision.effects:
@@ -203,6 +213,11 @@ class RoomActor:
                 result = outcome
                 if effect.then is not None:
                     await self._handle(effect.then)
+            elif isinstance(effect, RecordingStep):
+                assert isinstance(outcome, StepResult)
+                result = outcome.reply
+                if outcome.then is not None:
+                    await self._handle(outcome.then)
         return result
 
     async def _run(self, effect: Any) -> Any:
@@ -232,6 +247,8 @@ class RoomActor:
                 )
             case CompleteRecording():
                 await self._recordings.complete(effect.recording_id, effect.egress)
+            case RecordingStep():
+                return await getattr(self._recordings, effect.action)(room, **effect.arguments)
         return None
 
 

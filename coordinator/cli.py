@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=cmd_migrate)
+    from coordinator.merge_command import register as register_merge
+
+    register_merge(commands)
     return parser
 
 

@@ -26,7 +26,7 @@ from livekit.protocol import models
 
 from coordinator.errors import NotFound, Unavailable, UpstreamError
 from coordinator.media import Egress, FileResult, Participant, RoomInfo, Track, WebhookEvent
-from coordinator.settings import LiveKitSettings
+from coordinator.settings import EncodingSettings, LiveKitSettings, S3Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -272,6 +272,55 @@ class LiveKitAdapter:
         return _egress(
             await self._call("StopEgress", lambda: self._api.egress.stop_egress(request))
         )
+
+    async def start_recording_egress(
+        self,
+        room: str,
+        *,
+        filepath: str,
+        audio_only: bool,
+        s3: S3Settings,
+        encoding: EncodingSettings | None = None,
+    ) -> Egress:
+        """The recording egress of §3.3: room composite to one S3 file (MP4 or audio OGG)."""
+        upload = api.S3Upload(
+            access_key=s3.access_key,
+            secret=s3.secret_key.get(),
+            region=s3.region,
+            endpoint=s3.endpoint_url,
+            bucket=s3.bucket,
+            force_path_style=True,
+        )
+        output = api.EncodedFileOutput(
+            file_type=api.EncodedFileType.OGG if audio_only else api.EncodedFileType.MP4,
+            filepath=filepath,
+            s3=upload,
+        )
+        request = api.RoomCompositeEgressRequest(room_name=room, file_outputs=[output])
+        if audio_only:
+            request.audio_only = True
+        else:
+            request.layout = "speaker-light"
+            if encoding is not None and encoding.enabled:
+                request.advanced.CopyFrom(
+                    api.EncodingOptions(
+                        width=encoding.width,
+                        height=encoding.height,
+                        framerate=encoding.framerate,
+                        video_codec=api.VideoCodec.H264_MAIN,
+                        video_bitrate=encoding.video_bitrate,
+                        audio_codec=api.AudioCodec.AAC,
+                        audio_bitrate=encoding.audio_bitrate,
+                        audio_frequency=48000,
+                        key_frame_interval=encoding.key_frame_interval,
+                    )
+                )
+            else:
+                request.preset = api.EncodingOptionsPreset.H264_720P_30
+        egress = await self.start_room_composite_egress(request)
+        if not egress.egress_id:
+            raise LiveKitError("StartRoomCompositeEgress: no egress id in the answer")
+        return egress
 
     async def start_room_composite_egress(self, request: Any) -> Egress:
         info = await self._call(

@@ -109,7 +109,10 @@ class Recover:
 
 @dataclass(frozen=True, slots=True)
 class ApplyWebhook:
+    """A verified webhook; for egress events the shell attaches the recording it concerns."""
+
     event: WebhookEvent
+    recording: RecordingState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,30 @@ class Snapshot:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class StartRecording:
+    mode: str
+    options: Mapping[str, Any]
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRecording:
+    """The recording's file is saved (storage hook): complete it."""
+
+    recording_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRecording:
+    """Compare the recording in flight with LiveKit's egress and repair drift."""
+
+
 Command = (
     Recover
     | ApplyWebhook
@@ -202,6 +229,10 @@ Command = (
     | SyncRoomSettings
     | TrackRecording
     | Snapshot
+    | StartRecording
+    | StopRecording
+    | FinishRecording
+    | ReconcileRecording
 )
 
 
@@ -244,7 +275,33 @@ class CompleteRecording:
     egress: Egress
 
 
-Effect = SendData | MergeMetadata | CallLiveKit | PersistRecordingStatus | CompleteRecording
+@dataclass(frozen=True, slots=True)
+class RecordingStep:
+    """A recording lifecycle step run by the recordings port (``RecordingPort.<action>``).
+
+    It returns a ``StepResult``: the caller's reply and an optional follow-up command.
+    """
+
+    action: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    reply: Any = None
+    then: Command | None = None
+
+
+Effect = (
+    SendData
+    | MergeMetadata
+    | CallLiveKit
+    | PersistRecordingStatus
+    | CompleteRecording
+    | RecordingStep
+)
+
+RECORDING_CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +322,7 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
             participants = {p.identity: p for p in command.participants if p.present}
             return Decision(replace(state, participants=participants, recording=command.recording))
         case ApplyWebhook():
-            return _webhook(state, command.event, now)
+            return _webhook(state, command.event, command.recording)
         case RecordingLoaded():
             if command.recording is not None and command.recording.status in IN_FLIGHT:
                 return Decision(replace(state, recording=command.recording))
@@ -318,6 +375,26 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
             return Decision(replace(state, recording=recording), effects)
         case Snapshot():
             return Decision(state, reply=snapshot(state, now))
+        case StartRecording():
+            if state.recording is not None and state.recording.status in IN_FLIGHT:
+                return Decision(state, reply=RECORDING_CONFLICT)
+            step = RecordingStep(
+                "begin",
+                {
+                    "mode": command.mode,
+                    "options": dict(command.options),
+                    "user_id": command.user_id,
+                },
+            )
+            return Decision(state, (step,))
+        case StopRecording():
+            return Decision(state, (RecordingStep("end"),))
+        case FinishRecording():
+            return Decision(
+                state, (RecordingStep("finish", {"recording_id": command.recording_id}),)
+            )
+        case ReconcileRecording():
+            return Decision(state, (RecordingStep("reconcile"),))
         case _:
             assert_never(command)
 
@@ -393,7 +470,7 @@ def _decide_entry(state: RoomState, command: DecideEntry, now: float) -> Decisio
 # -- webhooks ----------------------------------------------------------------------------
 
 
-def _webhook(state: RoomState, event: WebhookEvent, now: float) -> Decision:
+def _webhook(state: RoomState, event: WebhookEvent, recording: RecordingState | None) -> Decision:
     if event.id and event.id in state.seen_events:
         return Decision(state, reply="duplicate")
     seen = (*state.seen_events[-(SEEN_EVENTS_KEPT - 1) :], event.id) if event.id else ()
@@ -409,7 +486,7 @@ def _webhook(state: RoomState, event: WebhookEvent, now: float) -> Decision:
     if kind == "room_finished":
         return Decision(replace(state, participants={}, lobby={}), reply="applied")
     if kind in ("egress_started", "egress_updated", "egress_ended") and event.egress:
-        return _egress_event(state, kind, event.egress)
+        return _egress_event(state, kind, event.egress, recording)
     return Decision(state, reply="ignored")
 
 
@@ -461,8 +538,11 @@ def _track(state: RoomState, who: Participant, track: Track, published: bool) ->
     return replace(state, participants=participants)
 
 
-def _egress_event(state: RoomState, kind: str, egress: Egress) -> Decision:
-    recording = state.recording
+def _egress_event(
+    state: RoomState, kind: str, egress: Egress, known: RecordingState | None
+) -> Decision:
+    in_flight = state.recording
+    recording = in_flight if in_flight and in_flight.egress_id == egress.egress_id else known
     if recording is None or recording.egress_id != egress.egress_id:
         return Decision(state, reply="unknown_recording")
     if recording.egress_status is not None and egress_rank(egress.status) < egress_rank(
@@ -481,9 +561,10 @@ def _egress_event(state: RoomState, kind: str, egress: Egress) -> Decision:
         if egress.status in ("EGRESS_COMPLETE", "EGRESS_LIMIT_REACHED"):
             # The shell completes it when storage events are off (the egress_ended fallback).
             effects.append(CompleteRecording(recording.id, egress))
+    else:
+        status = METADATA_STATUS.get(egress.status)
+        if status is not None:
+            effects.append(MergeMetadata({"recording_status": status}))
+    if in_flight is not None and in_flight.id == recording.id:
         in_flight = recording if recording.status in IN_FLIGHT else None
-        return Decision(replace(state, recording=in_flight), tuple(effects), reply="applied")
-    status = METADATA_STATUS.get(egress.status)
-    if status is not None:
-        effects.append(MergeMetadata({"recording_status": status}))
-    return Decision(replace(state, recording=recording), tuple(effects), reply="applied")
+    return Decision(replace(state, recording=in_flight), tuple(effects), reply="applied")

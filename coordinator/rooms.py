@@ -206,6 +206,11 @@ class RoomService:
             return await load()
         return await self.cache.accesses.fetch(room_id, load)  # type: ignore[no-any-return]
 
+    async def slug_of(self, room_name: str) -> str:
+        """The slug of a registered room named by its LiveKit name (else the name itself)."""
+        room = await self._room(room_name, fresh=False)
+        return room.slug if room is not None else room_name
+
     async def find(
         self, lookup: str, user: UserRecord | None, *, fresh: bool = False
     ) -> tuple[RoomRecord, str | None] | None:

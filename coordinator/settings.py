@@ -203,6 +203,68 @@ class OIDCSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Settings:
+    endpoint_url: str = ""
+    bucket: str = ""
+    access_key: str = ""
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+    region: str = "us-east-1"
+    addressing_style: str = "path"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.endpoint_url and self.bucket)
+
+
+@dataclass(frozen=True, slots=True)
+class SummarySettings:
+    version: int = 1
+    endpoint: str = ""
+    api_token: Secret = field(default_factory=lambda: Secret(""))
+    webhook_api_token: Secret = field(default_factory=lambda: Secret(""))
+    signed_url_expiry_seconds: int = 86400
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSettings:
+    host: str = "localhost"
+    port: int = 25
+    user: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+    use_tls: bool = False
+    use_ssl: bool = False
+    from_email: str = "meet@example.com"
+    brand_name: str = "Meet"
+    support_email: str = ""
+    logo_img: str = ""
+    domain: str = ""
+    app_base_url: str = ""
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingSettings:
+    enabled: bool = False
+    width: int = 1280
+    height: int = 720
+    framerate: int = 30
+    video_bitrate: int = 3000
+    audio_bitrate: int = 128
+    key_frame_interval: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    max_attempts: int = 8
+    base_delay_seconds: float = 2.0
+    max_delay_seconds: float = 600.0
+    poll_seconds: float = 1.0
+    lease_seconds: float = 60.0
+    batch_size: int = 50
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from its environment. Tests construct it directly."""
 
@@ -235,6 +297,22 @@ class Settings:
     frontend_configuration: dict[str, Any] = field(default_factory=dict)
     frontend_dist_dir: str | None = None
     lookup_cache_seconds: float = 2.0
+    s3: S3Settings = field(default_factory=S3Settings)
+    summary: SummarySettings = field(default_factory=SummarySettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+    encoding: EncodingSettings = field(default_factory=EncodingSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    recording_event_parser: str = "minio"
+    recording_enable_storage_event_auth: bool = True
+    recording_storage_event_token: Secret = field(default_factory=lambda: Secret(""))
+    recording_download_base_url: str = ""
+    transcription_satisfaction_form_base_url: str = ""
+    metadata_collector_enabled: bool = False
+    metadata_collector_output_folder: str = "metadata"
+    recording_reconcile_seconds: float = 60.0
+    recording_stuck_initiated_seconds: float = 120.0
+    # The outbox dispatcher and reconciler run in the server; tests drive them by hand.
+    background_tasks: bool = True
     room_idle_seconds: float = 300.0
     connection_test_room_prefix: str = "connection-test"
     version: str = "0.1.0"
@@ -349,6 +427,12 @@ class Settings:
             room_idle_seconds=env.number("MEET_ROOM_IDLE_SECONDS", 300.0),
             connection_test_room_prefix=env.text("CONNECTION_TEST_ROOM_PREFIX", "connection-test"),
         )
+
+
+def _parser_name(value: str) -> str:
+    from coordinator.storage_events import parse_parser_name
+
+    return str(parse_parser_name(value))
 
 
 def _database_url(env: _Env) -> str:

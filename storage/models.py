@@ -206,3 +206,31 @@ class RecordingAccess(TimestampedMixin, Base):
     )
     team: Mapped[str] = mapped_column(String(100), default="")
     role: Mapped[str] = mapped_column(String(20), default="member")
+
+
+OUTBOX_STATUSES = ("pending", "succeeded", "failed")
+
+
+class OutboxMessage(TimestampedMixin, Base):
+    """A notification to deliver (summary service, e-mail), written in the transaction that
+    causes it and delivered by the dispatcher with retries (DESIGN §4.5)."""
+
+    __tablename__ = "meet_outbox"
+    __table_args__ = (
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="ck_outbox_status"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+
+    kind: Mapped[str] = mapped_column(String(32))
+    recording_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("meet_recording.id", ondelete="CASCADE"), index=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column()

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Recording
+from storage.models import Recording, RecordingAccess
 
 IN_FLIGHT = ("initiated", "active")
 
@@ -59,9 +59,49 @@ async def recording_by_worker(session: AsyncSession, worker_id: str) -> Recordin
     return recording_record(recording) if recording else None
 
 
-async def get_recording(session: AsyncSession, recording_id: uuid.UUID) -> RecordingRecord | None:
-    recording = await session.get(Recording, recording_id)
+async def get_recording(
+    session: AsyncSession, recording_id: uuid.UUID, *, for_update: bool = False
+) -> RecordingRecord | None:
+    statement = select(Recording).where(Recording.id == recording_id)
+    if for_update:
+        statement = statement.with_for_update()
+    recording = await session.scalar(statement)
     return recording_record(recording) if recording else None
+
+
+async def create_recording(
+    session: AsyncSession,
+    *,
+    recording_id: uuid.UUID,
+    room_id: uuid.UUID,
+    mode: str,
+    options: dict[str, Any],
+    owner_id: uuid.UUID,
+) -> RecordingRecord:
+    """The Recording (``initiated``) and its starter's ``owner`` access, in the caller's
+    transaction; a second recording in flight for the room raises IntegrityError."""
+    recording = Recording(
+        id=recording_id, room_id=room_id, status="initiated", mode=mode, options=options
+    )
+    session.add(recording)
+    await session.flush()
+    session.add(RecordingAccess(recording_id=recording_id, user_id=owner_id, role="owner"))
+    await session.flush()
+    return recording_record(recording)
+
+
+async def owner_ids(session: AsyncSession, recording_id: uuid.UUID) -> list[uuid.UUID]:
+    """The users holding an ``owner`` access to the recording, oldest access first."""
+    rows = await session.scalars(
+        select(RecordingAccess.user_id)
+        .where(
+            RecordingAccess.recording_id == recording_id,
+            RecordingAccess.role == "owner",
+            RecordingAccess.user_id.is_not(None),
+        )
+        .order_by(RecordingAccess.created_at, RecordingAccess.id)
+    )
+    return [user_id for user_id in rows if user_id is not None]
 
 
 async def set_status(
@@ -80,3 +120,10 @@ async def set_status(
         statement = statement.where(Recording.status.in_(only_from))
     result = await session.execute(statement.values(status=status, updated_at=utcnow(), **fields))
     return bool(getattr(result, "rowcount", 0))
+
+
+async def rooms_with_recordings_in_flight(session: AsyncSession) -> list[uuid.UUID]:
+    rows = await session.scalars(
+        select(Recording.room_id).where(Recording.status.in_(IN_FLIGHT)).distinct()
+    )
+    return list(rows)

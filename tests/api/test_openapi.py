@@ -82,7 +82,11 @@ def api_schema(live: Live) -> Any:
 
 
 # Their callers sign every request (LiveKit): fuzzed requests are refused before anything else.
-SIGNED_ENDPOINTS = {"/api/v1.0/rooms/webhooks-livekit/"}
+SIGNED_ENDPOINTS = {
+    "/api/v1.0/rooms/webhooks-livekit/",
+    "/api/v1.0/recordings/external-process-hook/",
+    "/api/v1.0/recordings/storage-hook/",
+}
 OPERATIONS = [(op.method, op.path) for op in REGISTRY.operations]
 
 

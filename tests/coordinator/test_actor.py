@@ -15,6 +15,7 @@ from coordinator.room import (
     RecordingState,
     RequestEntry,
     Snapshot,
+    StepResult,
 )
 
 
@@ -82,6 +83,20 @@ class FakeRecordings:
 
     async def complete(self, recording_id: uuid.UUID, egress: Egress) -> None:
         return None
+
+    async def begin(
+        self, room: str, *, mode: str, options: dict[str, Any], user_id: uuid.UUID
+    ) -> StepResult:
+        return StepResult({"message": "started"})
+
+    async def end(self, room: str) -> StepResult:
+        return StepResult({"message": "stopped"})
+
+    async def finish(self, room: str, *, recording_id: uuid.UUID) -> StepResult:
+        return StepResult("saved")
+
+    async def reconcile(self, room: str) -> StepResult:
+        return StepResult(None)
 
 
 def joined(room: str, identity: str, n: int) -> ApplyWebhook:
