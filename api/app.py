@@ -13,6 +13,7 @@ from api import (  # noqa: F401  (register routes)
     keys,
     lobby,
     oidc,
+    operators,
     participants,
     recording_actions,
     recordings,

@@ -12,7 +12,7 @@ from api.auth import current_user, require_user
 from api.http import json_response, parse_body
 from api.openapi import error_responses, operation
 from api.schemas import EnterIn, MessageOut, RequestEntryIn, RequestEntryOut, WaitingOut
-from coordinator.errors import CoordinatorError, NotFound
+from coordinator.errors import NotFound, Throttled
 from coordinator.room import DecideEntry, ListWaiting, LobbyEntry, RequestEntry
 from coordinator.rooms import can_join, require_privileged
 from coordinator.throttle import throttled_message
@@ -21,10 +21,6 @@ from coordinator.tokens import participant_color
 PREFIX = "/api/v1.0/rooms/{lookup}"
 LOBBY_COOKIE = "lobbyParticipantId"
 NO_LOBBY = {"message": "Room has no lobby system."}
-
-
-class Throttled(CoordinatorError):
-    status = 429
 
 
 def _throttle(request: web.Request, key: str | None) -> None:

@@ -8,6 +8,7 @@
      ├── PermissionDenied   403
      ├── NotFound           404
      ├── Conflict           409
+     ├── Throttled          429
      ├── Unavailable        503  (a dependency such as LiveKit cannot be reached)
      └── UpstreamError      502  (a dependency answered with an error)
 
@@ -63,6 +64,11 @@ class NotFound(CoordinatorError):
 class Conflict(CoordinatorError):
     status = 409
     default_message = "Conflict."
+
+
+class Throttled(CoordinatorError):
+    status = 429
+    default_message = "Request was throttled."
 
 
 class UpstreamError(CoordinatorError):

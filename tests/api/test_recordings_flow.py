@@ -59,7 +59,7 @@ class Env:
 def recording_settings(
     database_url: str,
     livekit: LiveKitStandin,
-    summary: SummaryStandin,
+    summary_service: SummaryStandin,
     smtp: SmtpServer,
     **overrides: Any,
 ) -> Settings:
@@ -80,7 +80,7 @@ def recording_settings(
             secret_key=Secret("minio-secret-key-" + "m" * 20),
         ),
         "summary": SummarySettings(
-            version=2, endpoint=summary.v2_url, api_token=Secret(DEFAULT_TOKEN)
+            version=2, endpoint=summary_service.v2_url, api_token=Secret(DEFAULT_TOKEN)
         ),
         "email": EmailSettings(host=smtp.host, port=smtp.port, from_email="meet@example.com"),
         "outbox": OutboxSettings(
@@ -563,3 +563,32 @@ async def test_invitation_needs_privileges(env: Env) -> None:
     assert await response.json() == {
         "detail": "You must have privileges on room to perform this action."
     }
+
+
+async def test_operators_see_failed_notifications_and_metrics(env: Env) -> None:
+    factory = env_factory(env)
+    room, owner = await factory.room_with_role("owner")
+    env.log_in(owner)
+    client = await env.make_client(summary=SummarySettings(version=2))  # not configured
+    env.client = client
+    env.log_in(owner)
+    async with client.app[keys.SESSIONMAKER].begin() as session:
+        recording = Recording(room_id=room.id, status="stopped", mode="transcript")
+        session.add(recording)
+        await session.flush()
+        from storage.models import RecordingAccess
+
+        session.add(RecordingAccess(recording_id=recording.id, user_id=owner.id, role="owner"))
+    assert await client.app[keys.RECORDINGS].save(recording.id) == "saved"
+    assert (await client.get("/api/v1.0/outbox/")).status == 403
+    staff = await factory.user(is_staff=True)
+    env.log_in(staff)
+    body = await (await client.get("/api/v1.0/outbox/?status=failed")).json()
+    assert body["counts"] == {"failed": 1}
+    [message] = body["messages"]
+    assert message["kind"] == "summary"
+    assert message["last_error"] == "summary service not configured"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'meet_outbox_messages{status="failed"} 1.0' in metrics
+    assert "meet_active_rooms" in metrics
+    await wait_status(env, recording.id, "saved")

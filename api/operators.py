@@ -1,0 +1,92 @@
+"""Operator views: the notification outbox (staff) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict
+
+from api import keys
+from api.auth import require_user
+from api.http import json_response
+from api.openapi import error_responses, operation
+from coordinator.errors import PermissionDenied
+from storage import outbox as outbox_store
+
+
+class OutboxOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    counts: dict[str, int]
+    messages: list[dict[str, Any]]
+
+
+@operation(
+    "GET",
+    "/api/v1.0/outbox/",
+    name="outbox",
+    summary="Notifications not yet delivered or given up, with their last error (staff)",
+    tag="operators",
+    responses={200: OutboxOut, **error_responses(401, 403)},
+    security=True,
+)
+async def outbox(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if not user.is_staff:
+        raise PermissionDenied()
+    status = request.query.get("status")
+    if status not in ("pending", "failed", "succeeded"):
+        status = "failed"
+    async with request.app[keys.SESSIONMAKER]() as session:
+        counts = await outbox_store.counts_by_status(session)
+        messages = await outbox_store.list_messages(session, status=status, limit=100)
+    return json_response(
+        {
+            "counts": counts,
+            "messages": [
+                {
+                    "id": str(m.id),
+                    "kind": m.kind,
+                    "recording": str(m.recording_id) if m.recording_id else None,
+                    "status": m.status,
+                    "attempts": m.attempts,
+                    "next_attempt_at": m.next_attempt_at.isoformat(),
+                    "last_error": m.last_error,
+                    "created_at": m.created_at.isoformat(),
+                }
+                for m in messages
+            ],
+        }
+    )
+
+
+@operation(
+    "GET",
+    "/metrics",
+    name="metrics",
+    summary="Prometheus metrics",
+    tag="operators",
+    responses={200: None},
+    document=False,
+)
+async def metrics(request: web.Request) -> web.Response:
+    registry = CollectorRegistry()
+    directory = request.app[keys.DIRECTORY]
+    dispatcher = request.app[keys.OUTBOX]
+    Gauge("meet_active_rooms", "Room actors held in memory", registry=registry).set(
+        len(directory.active_rooms())
+    )
+    delivered = Gauge("meet_outbox_delivered", "Notifications delivered", registry=registry)
+    delivered.set(dispatcher.delivered)
+    retried = Gauge("meet_outbox_failed_attempts", "Failed delivery attempts", registry=registry)
+    retried.set(dispatcher.failed_attempts)
+    pending = Gauge("meet_outbox_messages", "Outbox rows by status", ["status"], registry=registry)
+    async with request.app[keys.SESSIONMAKER]() as session:
+        for status, count in (await outbox_store.counts_by_status(session)).items():
+            pending.labels(status=status).set(count)
+    repairs = Gauge("meet_recording_repairs", "Reconciliation repairs", registry=registry)
+    repairs.set(request.app[keys.RECONCILER].repairs)
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
