@@ -388,7 +388,8 @@ class Settings:
         return cls(
             database_url=_database_url(env),
             secret_key=secret_key,
-            engine=env.choice("MEET_ENGINE", "local", ("local", "ray")),
+            # The Ray engine (DESIGN §3) is not built yet: refuse it rather than ignore it.
+            engine=env.choice("MEET_ENGINE", "local", ("local",)),
             livekit=livekit,
             oidc=oidc,
             language_code=env.choice("LANGUAGE_CODE", "en-us", LANGUAGES),
@@ -426,6 +427,72 @@ class Settings:
             lookup_cache_seconds=env.number("MEET_LOOKUP_CACHE_SECONDS", 2.0, allow_zero=True),
             room_idle_seconds=env.number("MEET_ROOM_IDLE_SECONDS", 300.0),
             connection_test_room_prefix=env.text("CONNECTION_TEST_ROOM_PREFIX", "connection-test"),
+            s3=S3Settings(
+                endpoint_url=env.text("AWS_S3_ENDPOINT_URL"),
+                bucket=env.text("AWS_STORAGE_BUCKET_NAME"),
+                access_key=env.text("AWS_S3_ACCESS_KEY_ID"),
+                secret_key=env.secret("AWS_S3_SECRET_ACCESS_KEY"),
+                region=env.text("AWS_S3_REGION_NAME", "us-east-1") or "us-east-1",
+                addressing_style=env.choice("AWS_S3_ADDRESSING_STYLE", "path", ("path", "virtual")),
+            ),
+            summary=SummarySettings(
+                version=env.integer("SUMMARY_SERVICE_VERSION", 1, minimum=1) or 1,
+                endpoint=env.text("SUMMARY_SERVICE_ENDPOINT"),
+                api_token=env.secret("SUMMARY_SERVICE_API_TOKEN"),
+                webhook_api_token=env.secret("SUMMARY_SERVICE_WEBHOOK_API_TOKEN"),
+                signed_url_expiry_seconds=env.integer(
+                    "SUMMARY_SERVICE_CLOUD_STORAGE_SIGNED_URL_EXPIRY_SECONDS", 86400, minimum=1
+                )
+                or 86400,
+                timeout_seconds=env.number("SUMMARY_SERVICE_TIMEOUT_SECONDS", 30.0),
+            ),
+            email=EmailSettings(
+                host=env.text("EMAIL_HOST", "localhost"),
+                port=env.integer("EMAIL_PORT", 25, minimum=1) or 25,
+                user=env.text("EMAIL_HOST_USER"),
+                password=env.secret("EMAIL_HOST_PASSWORD"),
+                use_tls=env.flag("EMAIL_USE_TLS", False),
+                use_ssl=env.flag("EMAIL_USE_SSL", False),
+                from_email=env.text("EMAIL_FROM", "meet@example.com"),
+                brand_name=env.text("EMAIL_BRAND_NAME", "Meet"),
+                support_email=env.text("EMAIL_SUPPORT_EMAIL"),
+                logo_img=env.text("EMAIL_LOGO_IMG"),
+                domain=env.text("EMAIL_DOMAIN"),
+                app_base_url=env.text("EMAIL_APP_BASE_URL"),
+            ),
+            encoding=EncodingSettings(
+                enabled=env.flag("RECORDING_ENCODING_ENABLED", False),
+                width=env.integer("RECORDING_ENCODING_WIDTH", 1280, minimum=16) or 1280,
+                height=env.integer("RECORDING_ENCODING_HEIGHT", 720, minimum=16) or 720,
+                framerate=env.integer("RECORDING_ENCODING_FRAMERATE", 30, minimum=1) or 30,
+                video_bitrate=env.integer("RECORDING_ENCODING_VIDEO_BITRATE", 3000, minimum=1)
+                or 3000,
+                audio_bitrate=env.integer("RECORDING_ENCODING_AUDIO_BITRATE", 128, minimum=1)
+                or 128,
+                key_frame_interval=env.number("RECORDING_ENCODING_KEY_FRAME_INTERVAL", 4.0),
+            ),
+            outbox=OutboxSettings(
+                max_attempts=env.integer("MEET_OUTBOX_MAX_ATTEMPTS", 8, minimum=1) or 8,
+                base_delay_seconds=env.number("MEET_OUTBOX_BASE_DELAY_SECONDS", 2.0),
+                max_delay_seconds=env.number("MEET_OUTBOX_MAX_DELAY_SECONDS", 600.0),
+                poll_seconds=env.number("MEET_OUTBOX_POLL_SECONDS", 1.0),
+            ),
+            recording_event_parser=_parser_name(env.text("RECORDING_EVENT_PARSER_CLASS", "minio")),
+            recording_enable_storage_event_auth=env.flag(
+                "RECORDING_ENABLE_STORAGE_EVENT_AUTH", True
+            ),
+            recording_storage_event_token=env.secret("RECORDING_STORAGE_EVENT_TOKEN"),
+            recording_download_base_url=env.text(
+                "RECORDING_DOWNLOAD_BASE_URL", env.text("SCREEN_RECORDING_BASE_URL")
+            ),
+            transcription_satisfaction_form_base_url=env.text(
+                "TRANSCRIPTION_SATISFACTION_FORM_BASE_URL"
+            ),
+            metadata_collector_enabled=env.flag("METADATA_COLLECTOR_ENABLED", False),
+            metadata_collector_output_folder=env.text(
+                "METADATA_COLLECTOR_OUTPUT_FOLDER", "metadata"
+            ),
+            recording_reconcile_seconds=env.number("MEET_RECORDING_RECONCILE_SECONDS", 60.0),
         )
 
 

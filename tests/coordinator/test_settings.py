@@ -46,6 +46,41 @@ def test_meet_env_file_names_are_read() -> None:
     assert settings.oidc.fallback_to_email_for_identification is True
 
 
+def test_recording_and_notification_variables_are_read() -> None:
+    env = BASE | {
+        "AWS_S3_ENDPOINT_URL": "http://minio:9000",
+        "AWS_STORAGE_BUCKET_NAME": "meet-media-storage",
+        "AWS_S3_ACCESS_KEY_ID": "meet",
+        "AWS_S3_SECRET_ACCESS_KEY": "s3-secret-value",
+        "RECORDING_EVENT_PARSER_CLASS": "core.recording.event.parsers.S3Parser",
+        "RECORDING_STORAGE_EVENT_TOKEN": "hook-token",
+        "SUMMARY_SERVICE_VERSION": "2",
+        "SUMMARY_SERVICE_ENDPOINT": "http://summary/api/v2/async-jobs/transcribe/",
+        "SUMMARY_SERVICE_API_TOKEN": "summary-token",
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_PORT": "587",
+        "EMAIL_USE_TLS": "true",
+        "EMAIL_HOST_PASSWORD": "smtp-password",
+        "SCREEN_RECORDING_BASE_URL": "https://meet/recording",
+        "RECORDING_ENCODING_ENABLED": "true",
+        "RECORDING_ENCODING_WIDTH": "1920",
+    }
+    settings = Settings.from_env(env)
+    assert settings.s3.endpoint_url == "http://minio:9000"
+    assert settings.s3.bucket == "meet-media-storage" and settings.s3.configured
+    assert settings.s3.secret_key.get() == "s3-secret-value"
+    assert settings.recording_event_parser == "s3"
+    assert settings.recording_storage_event_token.get() == "hook-token"
+    assert settings.summary.version == 2 and settings.summary.api_token.get() == "summary-token"
+    assert settings.email.host == "smtp.example.com" and settings.email.port == 587
+    assert settings.email.use_tls is True
+    assert settings.recording_download_base_url == "https://meet/recording"
+    assert settings.encoding.enabled and settings.encoding.width == 1920
+    text = repr(settings)
+    for secret in ("s3-secret-value", "hook-token", "summary-token", "smtp-password"):
+        assert secret not in text
+
+
 def test_django_secret_key_is_accepted() -> None:
     settings = Settings.from_env({"DJANGO_SECRET_KEY": "d" * 40, "LIVEKIT_API_SECRET": "l" * 40})
     assert settings.secret_key.get() == "d" * 40
@@ -64,6 +99,9 @@ def test_django_secret_key_is_accepted() -> None:
         (BASE | {"LIVEKIT_DEFAULT_SOURCES": "camera,hologram"}, "LIVEKIT_DEFAULT_SOURCES"),
         (BASE | {"FRONTEND_CONFIGURATION": "{nope"}, "FRONTEND_CONFIGURATION"),
         (BASE | {"RECORDING_EXPIRATION_DAYS": "ten"}, "RECORDING_EXPIRATION_DAYS"),
+        (BASE | {"MEET_ENGINE": "ray"}, "MEET_ENGINE"),
+        (BASE | {"RECORDING_EVENT_PARSER_CLASS": "xml"}, "RECORDING_EVENT_PARSER_CLASS"),
+        (BASE | {"SUMMARY_SERVICE_VERSION": "two"}, "SUMMARY_SERVICE_VERSION"),
     ],
 )
 def test_misconfiguration_names_the_variable(env: dict[str, str], variable: str) -> None:
