@@ -48,8 +48,6 @@ from coordinator.room import (
     UpdateParticipant,
 )
 from coordinator.rooms import PRIVILEGED, require_privileged
-from storage import rooms as room_store
-from storage import users as user_store
 from storage.records import RoomRecord, UserRecord
 
 PREFIX = "/api/v1.0/rooms/{lookup}"
@@ -210,25 +208,7 @@ async def update_participant_role(request: web.Request) -> web.Response:
         target = await _call(request, room, CheckPresence(body.participant_identity))
     if target is None:
         raise NotFound(body={"error": "Participant is not connected to this meeting."})
-    sessionmaker = request.app[keys.SESSIONMAKER]
-    async with sessionmaker.begin() as session:
-        target_user = await user_store.get_user_by_sub(session, body.participant_identity)
-        if target_user is None:
-            raise NotFound(
-                body={
-                    "error": "This participant has no user account and cannot be assigned a role."
-                }
-            )
-        access = await room_store.get_user_access(session, room.id, target_user.id)
-        if access is not None and access.role == "owner":
-            raise PermissionDenied(body={"error": "Room owners cannot be demoted."})
-        if access is None:
-            await room_store.create_access(
-                session, room_id=room.id, user_id=target_user.id, role=body.role
-            )
-        elif access.role != body.role:
-            await room_store.set_access_role(session, access.id, body.role)
-    request.app[keys.ROOMS].cache.forget_access(room.id, target_user.id)
+    await request.app[keys.ROOMS].assign_role(room, body.participant_identity, body.role)
     synced = True
     try:
         await _call(

@@ -107,7 +107,8 @@ class RoomActor:
         self._media = media
         self._recordings = recordings
         self._clock = clock
-        self._mailbox: deque[tuple[Command, asyncio.Future[Any]]] = deque()
+        # Both exist only while the room has queued work: idle rooms cost only their state.
+        self._mailbox: deque[tuple[Command, asyncio.Future[Any]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._activated = False
         self._livekit_recovered = False
@@ -123,6 +124,8 @@ class RoomActor:
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Queue ``command``; the future resolves with its reply (or its error)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._mailbox is None:
+            self._mailbox = deque()
         self._mailbox.append((command, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"room:{self.name}")
@@ -139,8 +142,17 @@ class RoomActor:
             _, future = self._mailbox.popleft()
             if not future.done():
                 future.cancel()
+        self._mailbox = None
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_mailbox()
+        finally:
+            if not self._mailbox:
+                self._mailbox = None
+                self._task = None
+
+    async def _drain_mailbox(self) -> None:
         while self._mailbox:
             command, future = self._mailbox.popleft()
             if future.cancelled():

@@ -27,9 +27,17 @@ from livekit.protocol import models
 from coordinator.errors import NotFound, Unavailable, UpstreamError
 from coordinator.media import Egress, FileResult, Participant, RoomInfo, Track, WebhookEvent
 from coordinator.settings import EncodingSettings, LiveKitSettings, S3Settings
+from coordinator.webhook_reader import InvalidWebhook, verify_and_read
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+__all__ = [
+    "InvalidWebhook",
+    "LiveKitAdapter",
+    "LiveKitError",
+    "LiveKitNotFound",
+    "LiveKitUnavailable",
+]
 
 
 class LiveKitNotFound(NotFound):
@@ -47,10 +55,6 @@ class LiveKitError(UpstreamError):
 
 class LiveKitUnavailable(Unavailable):
     default_message = "LiveKit is unavailable."
-
-
-class InvalidWebhook(Exception):
-    """The webhook's signature, token or body did not verify."""
 
 
 def _track(info: models.TrackInfo) -> Track:
@@ -100,7 +104,8 @@ def _egress(info: egress_proto.EgressInfo) -> Egress:
 
 
 def webhook_event(event: Any) -> WebhookEvent:
-    """A protobuf ``WebhookEvent`` as a plain value."""
+    """A protobuf ``WebhookEvent`` as a plain value (the reference mapping for
+    ``coordinator.webhook_reader``, which reads the JSON body directly on the hot path)."""
     room_name = event.room.name or event.egress_info.room_name
     return WebhookEvent(
         id=event.id,
@@ -121,9 +126,6 @@ class LiveKitAdapter:
         self._settings = settings
         self._api = api.LiveKitAPI(
             settings.api_url, settings.api_key, settings.api_secret.get(), session=session
-        )
-        self._receiver = api.WebhookReceiver(
-            api.TokenVerifier(settings.api_key, settings.api_secret.get())
         )
         self.timeout = settings.timeout_seconds
 
@@ -150,11 +152,9 @@ class LiveKitAdapter:
 
     def verify_webhook(self, body: str, authorization: str) -> WebhookEvent:
         """Verify the raw body against the raw Authorization header; raise InvalidWebhook."""
-        try:
-            event = self._receiver.receive(body, authorization)
-        except Exception as exc:  # PyJWT errors, "hash mismatch", protobuf ParseError…
-            raise InvalidWebhook(str(exc) or type(exc).__name__) from exc
-        return webhook_event(event)
+        return verify_and_read(
+            body, authorization, self._settings.api_key, self._settings.api_secret.get()
+        )
 
     # -- rooms ---------------------------------------------------------------------------
 

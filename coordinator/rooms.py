@@ -28,6 +28,7 @@ from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid, slugify
 from coordinator.tokens import Participant, mint_token, new_identity, publish_sources
 from storage import rooms as room_store
+from storage import users as user_store
 from storage.engine import SessionMaker
 from storage.records import AccessRecord, Page, RoomRecord, UserRecord
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 PRIVILEGED = frozenset({"administrator", "owner"})
 PRIVILEGES_REQUIRED = "You must have privileges on room to perform this action."
 ROOM_NOT_FOUND = "No Room matches the given query."
+NO_ACCOUNT_FOR_ROLE = "This participant has no user account and cannot be assigned a role."
 SLUG_MAX_LENGTH = 100
 
 
@@ -375,6 +377,23 @@ class RoomService:
         async with self._sessionmaker.begin() as session:
             await room_store.delete_room(session, room.id)
         self.cache.forget_room(room.id, room.slug)
+
+    async def assign_role(self, room: RoomRecord, target_sub: str, role: str) -> None:
+        """Persist a connected participant's new room role (update-participant-role, §2.5)."""
+        async with self._sessionmaker.begin() as session:
+            target = await user_store.get_user_by_sub(session, target_sub)
+            if target is None:
+                raise NotFound(body={"error": NO_ACCOUNT_FOR_ROLE})
+            access = await room_store.get_user_access(session, room.id, target.id)
+            if access is not None and access.role == "owner":
+                raise PermissionDenied(body={"error": "Room owners cannot be demoted."})
+            if access is None:
+                await room_store.create_access(
+                    session, room_id=room.id, user_id=target.id, role=role
+                )
+            elif access.role != role:
+                await room_store.set_access_role(session, access.id, role)
+        self.cache.forget_access(room.id, target.id)
 
     def pop_creation_callback(self, callback_id: str) -> dict[str, str]:
         return self.creation_callbacks.pop(callback_id) or {}
