@@ -112,6 +112,7 @@ class RoomActor:
         self._task: asyncio.Task[None] | None = None
         self._activated = False
         self._livekit_recovered = False
+        self._deferred: list[Any] = []
 
     @property
     def name(self) -> str:
@@ -171,6 +172,14 @@ class RoomActor:
             else:
                 if not future.done():
                     future.set_result(result)
+            finally:
+                await self._run_deferred()
+
+    async def _run_deferred(self) -> None:
+        """Best-effort effects whose outcome the caller does not wait for (metadata merges,
+        lobby notifications) run after the reply, still before the room's next command."""
+        while self._deferred:
+            await self._run(self._deferred.pop(0))
 
     async def _activate(self) -> None:
         if not self._activated:
@@ -220,6 +229,9 @@ class RoomActor:
         decision = self._apply(command)  # state committed before the first await
         result = decision.reply
         for effect in decision.effects:
+            if _best_effort(effect):
+                self._deferred.append(effect)
+                continue
             outcome = await self._run(effect)
             if isinstance(effect, CallLiveKit):
                 result = outcome
@@ -262,6 +274,12 @@ class RoomActor:
             case RecordingStep():
                 return await getattr(self._recordings, effect.action)(room, **effect.arguments)
         return None
+
+
+def _best_effort(effect: Any) -> bool:
+    return isinstance(effect, MergeMetadata) or (
+        isinstance(effect, SendData) and not effect.required
+    )
 
 
 class LocalDirectory:

@@ -15,6 +15,7 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,8 @@ from storage import outbox as outbox_store
 from storage import recording_context
 from storage.engine import SessionMaker
 from storage.outbox import OutboxRecord
+from storage.recordings import RecordingRecord
+from storage.records import UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,14 @@ class DeliveryFailed(Exception):
 
 
 Timestamps = Callable[[str], Awaitable[tuple[datetime | None, datetime | None]]]
+Contexts = dict[uuid.UUID, tuple[RecordingRecord, str, list[UserRecord]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    result: Any = None
+    error: str = ""
 
 
 class OutboxDispatcher:
@@ -73,6 +84,7 @@ class OutboxDispatcher:
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.worker_id = uuid.uuid4().hex[:8]
         self.delivered = 0
         self.failed_attempts = 0
@@ -87,23 +99,30 @@ class OutboxDispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Let the pass in progress finish (its outcomes recorded), then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()  # leases expire: the messages are claimed again later
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 handled = await self.run_once()
             except Exception:
                 log.exception("outbox pass failed")
                 handled = 0
-            if handled:
+            if handled or self._stopping:
                 continue
             self._wake.clear()
             try:
@@ -114,13 +133,22 @@ class OutboxDispatcher:
     # -- one pass ------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim and deliver one batch of due messages; returns how many were attempted."""
+        """Claim and deliver one batch of due messages; returns how many were attempted.
+
+        One transaction claims the batch, one query reads what the messages need, the
+        deliveries run concurrently, and one transaction records every outcome.
+        """
         async with self._sessionmaker.begin() as session:
             batch = await outbox_store.claim(
                 session, limit=self._config.batch_size, lease_seconds=self._config.lease_seconds
             )
-        if batch:
-            await asyncio.gather(*(self._attempt(message) for message in batch))
+        if not batch:
+            return 0
+        recording_ids = list({m.recording_id for m in batch if m.recording_id is not None})
+        async with self._sessionmaker() as session:
+            contexts = await recording_context.load_many(session, recording_ids)
+        outcomes = await asyncio.gather(*(self._attempt(message, contexts) for message in batch))
+        await self._record(batch, outcomes)
         return len(batch)
 
     def backoff(self, attempts: int) -> float:
@@ -128,54 +156,59 @@ class OutboxDispatcher:
         exponential: float = self._config.base_delay_seconds * 2 ** min(attempts, 30)
         return min(self._config.max_delay_seconds, exponential) * self._rng.uniform(0.5, 1.5)
 
-    async def _attempt(self, message: OutboxRecord) -> None:
+    async def _attempt(self, message: OutboxRecord, contexts: Contexts) -> Outcome:
         try:
-            result = await self._deliver(message)
+            return Outcome(True, await self._deliver(message, contexts))
         except Exception as exc:  # every failure is recorded; nothing escapes silently
-            error = f"{type(exc).__name__}: {exc}"
-            attempts = message.attempts + 1
-            retry_at = None
-            if attempts < self._config.max_attempts:
-                retry_at = datetime.now(UTC) + timedelta(seconds=self.backoff(message.attempts))
-            async with self._sessionmaker.begin() as session:
-                await outbox_store.mark_attempt_failed(
-                    session, message.id, error=error, retry_at=retry_at
-                )
-            if retry_at is None:
-                self.given_up += 1
-                log.error(
-                    "outbox %s (%s) failed for good after %d attempts: %s",
-                    message.id,
-                    message.kind,
-                    attempts,
-                    error,
-                )
-            else:
-                self.failed_attempts += 1
-                log.warning(
-                    "outbox %s (%s) attempt %d failed: %s",
-                    message.id,
-                    message.kind,
-                    attempts,
-                    error,
-                )
-            return
-        async with self._sessionmaker.begin() as session:
-            await outbox_store.mark_succeeded(session, message.id)
-            if message.kind == "summary" and result:
-                await recording_context.set_external_process_id(
-                    session, message.recording_id, str(result)
-                )
-            if message.recording_id is not None:
-                await outbox_store.promote_recording(session, message.recording_id)
-        self.delivered += 1
+            return Outcome(False, error=f"{type(exc).__name__}: {exc}")
 
-    async def _deliver(self, message: OutboxRecord) -> Any:
+    async def _record(self, batch: list[OutboxRecord], outcomes: list[Outcome]) -> None:
+        succeeded = [m for m, o in zip(batch, outcomes, strict=True) if o.ok]
+        async with self._sessionmaker.begin() as session:
+            await outbox_store.mark_succeeded(session, *(m.id for m in succeeded))
+            for message, outcome in zip(batch, outcomes, strict=True):
+                if outcome.ok:
+                    if message.kind == "summary" and outcome.result:
+                        await recording_context.set_external_process_id(
+                            session, message.recording_id, str(outcome.result)
+                        )
+                    continue
+                attempts = message.attempts + 1
+                retry_at = None
+                if attempts < self._config.max_attempts:
+                    delay = self.backoff(message.attempts)
+                    retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                await outbox_store.mark_attempt_failed(
+                    session, message.id, error=outcome.error, retry_at=retry_at
+                )
+                if retry_at is None:
+                    self.given_up += 1
+                    log.error(
+                        "outbox %s (%s) failed for good after %d attempts: %s",
+                        message.id,
+                        message.kind,
+                        attempts,
+                        outcome.error,
+                    )
+                else:
+                    self.failed_attempts += 1
+                    log.warning(
+                        "outbox %s (%s) attempt %d failed: %s",
+                        message.id,
+                        message.kind,
+                        attempts,
+                        outcome.error,
+                    )
+            recordings = list({m.recording_id for m in succeeded if m.recording_id is not None})
+            await outbox_store.promote_recordings(session, recordings)
+        self.delivered += len(succeeded)
+
+    async def _deliver(self, message: OutboxRecord, contexts: Contexts) -> Any:
         match message.kind:
             case "summary":
-                return await self._summary(message)
+                return await self._summary(message, contexts)
             case "recording_email":
-                await self._recording_email(message)
+                await self._recording_email(message, contexts)
             case "invitation":
                 await self._invitation(message)
             case _:
@@ -185,15 +218,15 @@ class OutboxDispatcher:
     # -- deliveries ----------------------------------------------------------------------
 
     async def _context(
-        self, recording_id: uuid.UUID | None, owner_id: uuid.UUID | None = None
+        self, contexts: Contexts, recording_id: uuid.UUID | None, owner_id: uuid.UUID | None = None
     ) -> tuple[RecordingInfo, OwnerInfo]:
-        if recording_id is None:
-            raise DeliveryFailed("no recording")
-        async with self._sessionmaker() as session:
-            context = await recording_context.load(session, recording_id, owner_id)
+        context = contexts.get(recording_id) if recording_id is not None else None
         if context is None:
-            raise DeliveryFailed("the recording or its owner no longer exists")
-        record, room_name, owner = context
+            raise DeliveryFailed("the recording no longer exists")
+        record, room_name, owners = context
+        owner = next((o for o in owners if owner_id is None or o.id == owner_id), None)
+        if owner is None:
+            raise DeliveryFailed("the recording's owner no longer exists")
         started_at = ended_at = None
         if record.worker_id and self._egress_times is not None:
             started_at, ended_at = await self._egress_times(record.worker_id)
@@ -241,9 +274,9 @@ class OutboxDispatcher:
             app_base_url=email.app_base_url,
         )
 
-    async def _summary(self, message: OutboxRecord) -> str | None:
+    async def _summary(self, message: OutboxRecord, contexts: Contexts) -> str | None:
         summary = self._settings.summary
-        recording, owner = await self._context(message.recording_id)
+        recording, owner = await self._context(contexts, message.recording_id)
         config = SummaryServiceConfig(
             endpoint=summary.endpoint,
             api_token=summary.api_token,
@@ -311,9 +344,9 @@ class OutboxDispatcher:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise DeliveryFailed(f"SMTP: {exc}") from exc
 
-    async def _recording_email(self, message: OutboxRecord) -> None:
+    async def _recording_email(self, message: OutboxRecord, contexts: Contexts) -> None:
         owner_id = uuid.UUID(str(message.payload["user_id"]))
-        recording, owner = await self._context(message.recording_id, owner_id)
+        recording, owner = await self._context(contexts, message.recording_id, owner_id)
         if not owner.email:
             raise DeliveryFailed("the owner has no e-mail address")
         email = recording_ready_email(

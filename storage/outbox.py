@@ -11,9 +11,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxMessage, Recording, utcnow
@@ -80,42 +80,54 @@ async def enqueue(
 async def claim(
     session: AsyncSession, *, limit: int, lease_seconds: float, now: datetime | None = None
 ) -> list[OutboxRecord]:
-    """Lease up to ``limit`` due messages for this caller (commit to make the lease visible)."""
+    """Lease up to ``limit`` due messages for this caller (commit to make the lease visible).
+
+    One ``UPDATE … WHERE id IN (due ids) RETURNING *`` statement; the condition is repeated
+    in the UPDATE so a row leased meanwhile by another dispatcher is not taken twice.
+    """
     now = now or utcnow()
-    due = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == "pending",
-            OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
-        )
-        .order_by(OutboxMessage.next_attempt_at)
-        .limit(limit)
+    table = cast(Table, OutboxMessage.__table__)
+    available = (
+        (table.c.status == "pending")
+        & (table.c.next_attempt_at <= now)
+        & or_(table.c.lease_until.is_(None), table.c.lease_until < now)
     )
+    due = select(table.c.id).where(available).order_by(table.c.next_attempt_at).limit(limit)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    ids = list(await session.scalars(due))
-    if not ids:
-        return []
     token = secrets.token_hex(16)
-    await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.id.in_(ids),
-            OutboxMessage.status == "pending",
-            or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
-        )
+    statement = (
+        update(table)
+        .where(table.c.id.in_(due.scalar_subquery()), available)
         .values(lease_until=now + timedelta(seconds=lease_seconds), lease_token=token)
+        .returning(*table.c)
     )
-    rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.lease_token == token))
-    return [outbox_record(row) for row in rows]
+    rows = (await session.execute(statement)).mappings().all()
+    return [
+        OutboxRecord(
+            id=row["id"],
+            kind=row["kind"],
+            recording_id=row["recording_id"],
+            idempotency_key=row["idempotency_key"],
+            payload=dict(row["payload"] or {}),
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            delivered_at=row["delivered_at"],
+        )
+        for row in sorted(rows, key=lambda r: r["next_attempt_at"])
+    ]
 
 
-async def mark_succeeded(session: AsyncSession, message_id: uuid.UUID) -> None:
+async def mark_succeeded(session: AsyncSession, *message_ids: uuid.UUID) -> None:
+    if not message_ids:
+        return
     now = utcnow()
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
+        .where(OutboxMessage.id.in_(message_ids))
         .values(
             status="succeeded",
             attempts=OutboxMessage.attempts + 1,
@@ -151,27 +163,19 @@ async def mark_attempt_failed(
     )
 
 
-async def recording_notifications_done(session: AsyncSession, recording_id: uuid.UUID) -> bool:
-    """True when the recording has notifications and every one of them succeeded."""
-    rows = await session.execute(
-        select(OutboxMessage.status, func.count())
-        .where(OutboxMessage.recording_id == recording_id)
-        .group_by(OutboxMessage.status)
+async def promote_recordings(session: AsyncSession, recording_ids: list[uuid.UUID]) -> int:
+    """``saved`` → ``notification_succeeded`` for those whose notifications all succeeded."""
+    if not recording_ids:
+        return 0
+    unfinished = exists().where(
+        OutboxMessage.recording_id == Recording.id, OutboxMessage.status != "succeeded"
     )
-    counts = {str(status): int(count) for status, count in rows}
-    return bool(counts) and set(counts) == {"succeeded"}
-
-
-async def promote_recording(session: AsyncSession, recording_id: uuid.UUID) -> bool:
-    """``saved`` → ``notification_succeeded`` once all its notifications succeeded."""
-    if not await recording_notifications_done(session, recording_id):
-        return False
     result = await session.execute(
         update(Recording)
-        .where(Recording.id == recording_id, Recording.status == "saved")
+        .where(Recording.id.in_(recording_ids), Recording.status == "saved", ~unfinished)
         .values(status="notification_succeeded", updated_at=utcnow())
     )
-    return bool(getattr(result, "rowcount", 0))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def list_messages(

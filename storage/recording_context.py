@@ -13,35 +13,6 @@ from storage.records import UserRecord
 from storage.users import user_record
 
 
-async def load(
-    session: AsyncSession, recording_id: uuid.UUID, owner_id: uuid.UUID | None = None
-) -> tuple[RecordingRecord, str, UserRecord] | None:
-    """The recording, its room's name and ``owner_id`` (default: the oldest owner access)."""
-    row = (
-        await session.execute(
-            select(Recording, Room.name)
-            .join(Room, Room.id == Recording.room_id)
-            .where(Recording.id == recording_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    recording, room_name = row
-    owner_query = (
-        select(User)
-        .join(RecordingAccess, RecordingAccess.user_id == User.id)
-        .where(RecordingAccess.recording_id == recording_id, RecordingAccess.role == "owner")
-        .order_by(RecordingAccess.created_at, RecordingAccess.id)
-        .limit(1)
-    )
-    if owner_id is not None:
-        owner_query = owner_query.where(User.id == owner_id)
-    owner = await session.scalar(owner_query)
-    if owner is None:
-        return None
-    return recording_record(recording), room_name, user_record(owner)
-
-
 async def set_external_process_id(
     session: AsyncSession, recording_id: uuid.UUID | None, job_id: str
 ) -> None:
@@ -52,3 +23,31 @@ async def set_external_process_id(
         .where(Recording.id == recording_id)
         .values(external_process_id=job_id, updated_at=utcnow())
     )
+
+
+async def load_many(
+    session: AsyncSession, recording_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[RecordingRecord, str, list[UserRecord]]]:
+    """For each recording: itself, its room's name and its owners (oldest access first)."""
+    if not recording_ids:
+        return {}
+    rows = await session.execute(
+        select(Recording, Room.name, User)
+        .join(Room, Room.id == Recording.room_id)
+        .outerjoin(
+            RecordingAccess,
+            (RecordingAccess.recording_id == Recording.id) & (RecordingAccess.role == "owner"),
+        )
+        .outerjoin(User, User.id == RecordingAccess.user_id)
+        .where(Recording.id.in_(recording_ids))
+        .order_by(Recording.id, RecordingAccess.created_at, RecordingAccess.id)
+    )
+    result: dict[uuid.UUID, tuple[RecordingRecord, str, list[UserRecord]]] = {}
+    for recording, room_name, owner in rows:
+        entry = result.get(recording.id)
+        if entry is None:
+            entry = (recording_record(recording), room_name, [])
+            result[recording.id] = entry
+        if owner is not None:
+            entry[2].append(user_record(owner))
+    return result

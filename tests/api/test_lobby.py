@@ -61,10 +61,15 @@ async def test_restricted_room_queues_notifies_and_admits(
     await livekit_standin.webhooks.drain()
     first = await ask(lk_client, room)
     assert first["status"] == "waiting" and first["livekit"] is None
+    for _ in range(100):  # the notification is sent right after the reply
+        if livekit_standin.data_packets:
+            break
+        await asyncio.sleep(0.02)
     packets = livekit_standin.data_packets
     assert len(packets) == 1 and json.loads(packets[0].data) == {"type": "participantWaiting"}
     again = await ask(lk_client, room, first["id"])
     assert again["id"] == first["id"] and again["status"] == "waiting"
+    await asyncio.sleep(0.1)
     assert len(livekit_standin.data_packets) == 1  # polling does not notify again
 
     lk_log_in(admin)
@@ -201,4 +206,6 @@ async def test_the_lobby_notification_is_skipped_when_the_livekit_room_is_absent
     room = await factory.room(access_level="restricted")
     body = await (await lk_client.post(entry_url(room), json={"username": "G"})).json()
     assert body["status"] == "waiting"
+    await asyncio.sleep(0.2)  # leave time for the (skipped) notification
     assert livekit_standin.data_packets == []
+    assert livekit_standin.calls_for("ListRooms")  # it looked for the room, found none

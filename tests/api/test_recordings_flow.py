@@ -177,6 +177,18 @@ async def started(
     return room_record, owner, record.id, record.worker_id
 
 
+async def room_metadata(env: Env, room: RoomRecord, **expected: Any) -> dict[str, Any]:
+    """The LiveKit room metadata once it holds ``expected`` (merges run after the reply)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        info = env.livekit.room(str(room.id))
+        metadata: dict[str, Any] = json.loads(info.metadata) if info and info.metadata else {}
+        if all(metadata.get(k, "<absent>") == v for k, v in expected.items()):
+            return metadata
+        assert asyncio.get_running_loop().time() < deadline, metadata
+        await asyncio.sleep(0.02)
+
+
 def env_factory(env: Env) -> Factory:
     return Factory(env.client.app[keys.SESSIONMAKER])
 
@@ -193,13 +205,12 @@ async def test_transcript_end_to_end(env: Env) -> None:
     assert output.filepath == f"recordings/{recording_id}.ogg"
     assert output.file_type == api.EncodedFileType.OGG
     assert output.s3.bucket == BUCKET and output.s3.force_path_style
-    metadata = json.loads(env.livekit.room(str(room.id)).metadata)  # type: ignore[union-attr]
+    metadata = await room_metadata(env, room, recording_status="starting")
     assert metadata == {"recording_mode": "transcript", "recording_status": "starting"}
 
     env.livekit.advance_egress(egress_id, api.EgressStatus.EGRESS_ACTIVE)
     await env.livekit.webhooks.drain()
-    metadata = json.loads(env.livekit.room(str(room.id)).metadata)  # type: ignore[union-attr]
-    assert metadata["recording_status"] == "started"
+    await room_metadata(env, room, recording_status="started")
 
     response = await env.client.post(url(room, "stop-recording"))
     assert response.status == 200
@@ -207,8 +218,7 @@ async def test_transcript_end_to_end(env: Env) -> None:
     await wait_status(env, recording_id, "stopped")
     env.livekit.advance_egress(egress_id, api.EgressStatus.EGRESS_COMPLETE, duration=5)
     await env.livekit.webhooks.drain()
-    metadata = json.loads(env.livekit.room(str(room.id)).metadata)  # type: ignore[union-attr]
-    assert "recording_status" not in metadata and "recording_mode" not in metadata
+    await room_metadata(env, room, recording_status="<absent>", recording_mode="<absent>")
 
     hook = await env.client.post(
         "/api/v1.0/recordings/storage-hook/",
@@ -235,6 +245,7 @@ async def test_transcript_end_to_end(env: Env) -> None:
 
 
 async def test_screen_recording_with_egress_ended_fallback_and_owner_email(env: Env) -> None:
+    await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_storage_event_enable=False)
     env.client = client
     room, owner, recording_id, egress_id = await started(env, "screen_recording")
@@ -254,6 +265,7 @@ async def test_screen_recording_with_egress_ended_fallback_and_owner_email(env: 
 
 
 async def test_limit_reached_stops_notifies_and_completes(env: Env) -> None:
+    await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_storage_event_enable=False)
     env.client = client
     _room, _, recording_id, egress_id = await started(env, "transcript")
@@ -315,6 +327,7 @@ async def test_v2_answer_without_job_id_is_a_failed_attempt(env: Env) -> None:
 
 
 async def test_notifications_give_up_after_the_limit_and_show_it(env: Env) -> None:
+    await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(
         outbox=OutboxSettings(
             base_delay_seconds=0.01, max_delay_seconds=0.02, poll_seconds=0.02, max_attempts=3
@@ -445,8 +458,7 @@ async def test_start_options_are_stored(env: Env) -> None:
     assert response.status == 201
     [record] = await recording_of(env, room)
     assert record.options == options
-    metadata = json.loads(env.livekit.room(str(room.id)).metadata)  # type: ignore[union-attr]
-    assert metadata["recording_mode"] == "transcript"
+    await room_metadata(env, room, recording_mode="transcript")
 
 
 @pytest.mark.parametrize(("role", "status"), [(None, 403), ("member", 403), ("administrator", 201)])
@@ -462,7 +474,9 @@ async def test_start_permissions(env: Env, role: str | None, status: int) -> Non
 
 
 async def test_feature_flag_off_is_404(env: Env) -> None:
+    await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_enable=False, recording_storage_event_enable=False)
+    env.client = client
     room, owner = await env_factory(env).room_with_role("owner")
     env.log_in(owner, client)
     for action in ("start-recording", "stop-recording"):
@@ -498,6 +512,7 @@ async def test_storage_hook_auth_and_ignored_events(env: Env) -> None:
 
 
 async def test_reconciliation_repairs_drift_from_lost_webhooks(env: Env) -> None:
+    await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_storage_event_enable=False)
     env.client = client
     room, _, recording_id, egress_id = await started(env, "transcript")
@@ -569,8 +584,10 @@ async def test_operators_see_failed_notifications_and_metrics(env: Env) -> None:
     factory = env_factory(env)
     room, owner = await factory.room_with_role("owner")
     env.log_in(owner)
+    await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(summary=SummarySettings(version=2))  # not configured
     env.client = client
+    factory = env_factory(env)
     env.log_in(owner)
     async with client.app[keys.SESSIONMAKER].begin() as session:
         recording = Recording(room_id=room.id, status="stopped", mode="transcript")
