@@ -95,10 +95,13 @@ async def claim(
     due = select(table.c.id).where(available).order_by(table.c.next_attempt_at).limit(limit)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    # A materialised CTE is evaluated once: a plain ``IN (SELECT … LIMIT n FOR UPDATE SKIP
+    # LOCKED)`` may be re-run by PostgreSQL's planner and lease more than ``n`` rows.
+    picked = due.cte("due").prefix_with("MATERIALIZED", dialect="postgresql")
     token = secrets.token_hex(16)
     statement = (
         update(table)
-        .where(table.c.id.in_(due.scalar_subquery()), available)
+        .where(table.c.id.in_(select(picked.c.id)), available)
         .values(lease_until=now + timedelta(seconds=lease_seconds), lease_token=token)
         .returning(*table.c)
     )

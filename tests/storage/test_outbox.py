@@ -49,6 +49,7 @@ async def test_concurrent_dispatchers_never_claim_a_message_twice(database_url: 
                 batch = await outbox_store.claim(session, limit=7, lease_seconds=60)
             if not batch:
                 return claimed
+            assert len(batch) <= 7
             claimed += [m.id for m in batch]
 
     results = await asyncio.gather(*(claim_all(maker) for maker in makers))
@@ -56,6 +57,21 @@ async def test_concurrent_dispatchers_never_claim_a_message_twice(database_url: 
     assert len(everything) == 200 and len(set(everything)) == 200
     for engine in engines:
         await engine.dispose()
+
+
+async def test_a_claim_takes_at_most_its_limit_in_due_order(database_url: str) -> None:
+    await seed(database_url, 30)
+    engine = create_engine(database_url)
+    maker = create_sessionmaker(engine)
+    sizes = []
+    while True:
+        async with maker.begin() as session:
+            batch = await outbox_store.claim(session, limit=8, lease_seconds=60)
+        if not batch:
+            break
+        sizes.append(len(batch))
+    assert sizes == [8, 8, 8, 6]
+    await engine.dispose()
 
 
 async def test_failed_attempts_come_back_when_due_and_leases_expire(database_url: str) -> None:
