@@ -166,12 +166,16 @@ class OutboxDispatcher:
         succeeded = [m for m, o in zip(batch, outcomes, strict=True) if o.ok]
         async with self._sessionmaker.begin() as session:
             await outbox_store.mark_succeeded(session, *(m.id for m in succeeded))
+            await recording_context.set_external_process_ids(
+                session,
+                [
+                    (m.recording_id, str(o.result))
+                    for m, o in zip(batch, outcomes, strict=True)
+                    if o.ok and m.kind == "summary" and o.result and m.recording_id is not None
+                ],
+            )
             for message, outcome in zip(batch, outcomes, strict=True):
                 if outcome.ok:
-                    if message.kind == "summary" and outcome.result:
-                        await recording_context.set_external_process_id(
-                            session, message.recording_id, str(outcome.result)
-                        )
                     continue
                 attempts = message.attempts + 1
                 retry_at = None

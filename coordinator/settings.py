@@ -261,7 +261,7 @@ class OutboxSettings:
     max_delay_seconds: float = 600.0
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
-    batch_size: int = 50
+    batch_size: int = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Recording, RecordingAccess, Room, User, utcnow
@@ -13,15 +14,19 @@ from storage.records import UserRecord
 from storage.users import user_record
 
 
-async def set_external_process_id(
-    session: AsyncSession, recording_id: uuid.UUID | None, job_id: str
+async def set_external_process_ids(
+    session: AsyncSession, job_ids: list[tuple[uuid.UUID, str]]
 ) -> None:
-    if recording_id is None:
+    """Store the summary service's job ids (``external_process_id``), one executemany."""
+    if not job_ids:
         return
+    table = cast(Table, Recording.__table__)
+    now = utcnow()
     await session.execute(
-        update(Recording)
-        .where(Recording.id == recording_id)
-        .values(external_process_id=job_id, updated_at=utcnow())
+        update(table)
+        .where(table.c.id == bindparam("recording"))
+        .values(external_process_id=bindparam("job"), updated_at=now),
+        [{"recording": recording_id, "job": job} for recording_id, job in job_ids],
     )
 
 
