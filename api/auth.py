@@ -159,15 +159,15 @@ async def _identify(request: web.Request, *, allow_bearer: bool) -> Identity:
         parsed = uuid.UUID(str(user_id))
     except ValueError:
         return Identity(None, "anonymous")
+    sessionmaker = request.app[keys.SESSIONMAKER]
+
+    async def load() -> tuple[UserRecord | None]:
+        async with sessionmaker() as session:
+            return (await user_store.get_user(session, parsed),)
+
     cache = request.app[keys.ROOMS].cache
-    hit = cache.users.get(parsed) if cache.enabled else None
-    if hit is not None:
-        user = hit[0]
-    else:
-        async with request.app[keys.SESSIONMAKER]() as session:
-            user = await user_store.get_user(session, parsed)
-        if cache.enabled:
-            cache.users.set(parsed, (user,))
+    # Single-flight: when the entry expires under load, one query serves every waiter.
+    user = (await cache.users.fetch(parsed, load) if cache.enabled else await load())[0]
     if user is None or not user.is_active:
         return Identity(None, "anonymous")
     check_csrf(request)
