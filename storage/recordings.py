@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Recording, RecordingAccess
+from storage.models import Recording, RecordingAccess, utcnow
 
 IN_FLIGHT = ("initiated", "active")
 
@@ -80,14 +80,32 @@ async def create_recording(
 ) -> RecordingRecord:
     """The Recording (``initiated``) and its starter's ``owner`` access, in the caller's
     transaction; a second recording in flight for the room raises IntegrityError."""
-    recording = Recording(
-        id=recording_id, room_id=room_id, status="initiated", mode=mode, options=options
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": recording_id,
+        "room_id": room_id,
+        "status": "initiated",
+        "mode": mode,
+        "options": options,
+        "worker_id": None,
+        "external_process_id": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Core inserts: two statements, none of the unit of work's bookkeeping (a hot path).
+    await session.execute(insert(Recording).values(**values))
+    await session.execute(
+        insert(RecordingAccess).values(
+            id=uuid.uuid4(),
+            recording_id=recording_id,
+            user_id=owner_id,
+            team="",
+            role="owner",
+            created_at=now,
+            updated_at=now,
+        )
     )
-    session.add(recording)
-    await session.flush()
-    session.add(RecordingAccess(recording_id=recording_id, user_id=owner_id, role="owner"))
-    await session.flush()
-    return recording_record(recording)
+    return RecordingRecord(**values)
 
 
 async def owner_ids(session: AsyncSession, recording_id: uuid.UUID) -> list[uuid.UUID]:
@@ -113,8 +131,6 @@ async def set_status(
     **fields: Any,
 ) -> bool:
     """Move the recording to ``status``; with ``only_from``, only from one of those statuses."""
-    from storage.models import utcnow
-
     statement = update(Recording).where(Recording.id == recording_id)
     if only_from is not None:
         statement = statement.where(Recording.status.in_(only_from))
