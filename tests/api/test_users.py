@@ -168,3 +168,32 @@ async def test_health_endpoints(client: Client) -> None:
     assert (await client.get("/__lbheartbeat__")).status == 200
     version = await (await client.get("/__version__")).json()
     assert set(version) == {"source", "version", "commit", "build"}
+
+
+async def test_concurrent_requests_of_one_session_load_its_user_once(
+    client: Client, factory: Factory, log_in: LogIn
+) -> None:
+    """When the cached session user expires under load, one query serves every waiter."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from api import keys
+
+    user = await factory.user()
+    log_in(user)
+    engine = client.app[keys.SESSIONMAKER].kw["bind"]
+    user_queries: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM meet_user" in statement:
+            user_queries.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        client.app[keys.ROOMS].cache.users.clear()
+        responses = await asyncio.gather(*(client.get("/api/v1.0/users/me/") for _ in range(40)))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert [r.status for r in responses] == [200] * 40
+    assert len(user_queries) == 1
