@@ -21,6 +21,7 @@ from coordinator.errors import Conflict, CoordinatorError, NotFound, UpstreamErr
 from coordinator.livekit import LiveKitAdapter
 from coordinator.media import Egress
 from coordinator.notifications import notification_targets, summary_idempotency_key
+from coordinator.recording_abilities import recording_key as object_key
 from coordinator.room import RecordingState, StepResult, TrackRecording
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid
@@ -32,7 +33,6 @@ from storage.recordings import RecordingRecord
 
 log = logging.getLogger(__name__)
 SAVABLE = ("active", "stopped")
-EXTENSIONS = {"transcript": "ogg", "screen_recording": "mp4"}
 STOP_STATUS = {"EGRESS_ENDING": "stopped", "EGRESS_ABORTED": "aborted"}
 
 
@@ -49,7 +49,7 @@ def recording_state(record: RecordingRecord | None) -> RecordingState | None:
 
 
 def recording_key(settings: Settings, recording_id: uuid.UUID, mode: str) -> str:
-    return f"{settings.recording_output_folder}/{recording_id}.{EXTENSIONS.get(mode, 'mp4')}"
+    return object_key(settings.recording_output_folder, recording_id, mode)
 
 
 class RecordingLifecycle:

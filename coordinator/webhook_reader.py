@@ -22,7 +22,7 @@ from typing import Any
 
 import jwt
 
-from coordinator.media import Egress, FileResult, Participant, Track, WebhookEvent
+from coordinator.media import EGRESS_STATUSES, Egress, FileResult, Participant, Track, WebhookEvent
 from coordinator.tokens import _JWS
 
 LEEWAY_SECONDS = 60
@@ -145,15 +145,6 @@ def _list(data: Mapping[str, Any], camel: str, snake: str | None = None) -> list
 TRACK_TYPES = ("AUDIO", "VIDEO", "DATA")
 TRACK_SOURCES = ("UNKNOWN", "CAMERA", "MICROPHONE", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO")
 PARTICIPANT_STATES = ("JOINING", "JOINED", "ACTIVE", "DISCONNECTED")
-EGRESS_STATUSES = (
-    "EGRESS_STARTING",
-    "EGRESS_ACTIVE",
-    "EGRESS_ENDING",
-    "EGRESS_COMPLETE",
-    "EGRESS_FAILED",
-    "EGRESS_ABORTED",
-    "EGRESS_LIMIT_REACHED",
-)
 
 
 def _track(data: dict[str, Any]) -> Track:
