@@ -25,7 +25,7 @@ from api.auth import VERIFIER, JWKSVerifier
 from api.config import CONFIG_BODY, frontend_config, openapi_document
 from api.frontend import frontend_routes
 from api.http import MAX_BODY_BYTES, dumps
-from api.middlewares import csrf_cookie_middleware, error_middleware
+from api.middlewares import csrf_cookie_middleware, error_middleware, path_middleware
 from api.openapi import REGISTRY
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
@@ -42,7 +42,7 @@ from storage.engine import create_engine, create_sessionmaker
 def create_app(settings: Settings) -> web.Application:
     """The application; resources (engine, HTTP session) live in ``cleanup_ctx``."""
     app = web.Application(
-        middlewares=[error_middleware, csrf_cookie_middleware],
+        middlewares=[error_middleware, path_middleware, csrf_cookie_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.SETTINGS] = settings

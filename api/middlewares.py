@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
+from yarl import URL
 
 from api.auth import NotAuthenticatedSession, new_csrf_token
 from api.http import json_response
@@ -39,6 +42,48 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("Unhandled error on %s %s", request.method, request.path)
         return json_response({"detail": "A server error occurred."}, status=500)
+
+
+API_PREFIXES = ("/api/", "/external-api/")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+@web.middleware
+async def path_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bad bytes are 404; an unknown slashless API path whose slashed form is a route redirects.
+
+    A path whose percent-decoding is not UTF-8 or holds a control byte (NUL...) names nothing
+    we serve. Under :data:`API_PREFIXES`, as Django's ``APPEND_SLASH`` does, a path without its
+    trailing slash redirects to the slashed one when that resolves (for any method): 301 for
+    GET/HEAD, 308 otherwise so that the method and body are kept; the query string is kept.
+    """
+    raw = request.rel_url.raw_path
+    decoded = unquote_to_bytes(raw)
+    try:
+        decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return not_found()
+    if _CONTROL_BYTES.search(decoded):
+        return not_found()
+    failure = request.match_info.http_exception
+    if (
+        failure is not None
+        and failure.status == 404
+        and not raw.endswith("/")
+        and raw.startswith(API_PREFIXES)
+    ):
+        slashed = URL.build(
+            path=raw + "/", query_string=request.rel_url.raw_query_string, encoded=True
+        )
+        match = await request.app.router.resolve(request.clone(rel_url=slashed))
+        if match.http_exception is None or match.http_exception.status != 404:
+            status = 301 if request.method in ("GET", "HEAD") else 308
+            return web.Response(status=status, headers={"Location": str(slashed)})
+    return await handler(request)
+
+
+def not_found() -> web.Response:
+    return json_response({"detail": "Not found."}, status=404)
 
 
 @web.middleware
