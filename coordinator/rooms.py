@@ -85,6 +85,20 @@ def can_join(access_level: str, user: UserRecord | None, role: str | None) -> bo
     return role is not None
 
 
+def unregistered_room_name(lookup: str) -> str | None:
+    """The LiveKit room name of an unregistered room looked up as ``lookup``, or None (→ 404).
+
+    Registered rooms are named in LiveKit by their id (a UUID), so neither the lookup nor its
+    slug may be one: ``<room id>!``, `` <ROOM ID>_`` and the like slugify back to a registered
+    room's LiveKit name and would mint a token for it. Registered slugs are never UUIDs either
+    (``_slug_for``), and a lookup matching a registered slug finds that room before this runs.
+    """
+    slug = slugify(lookup)
+    if not slug or parse_uuid(lookup) is not None or parse_uuid(slug) is not None:
+        return None
+    return slug
+
+
 def display_name(settings: Settings, user: UserRecord | None, username: str | None) -> str:
     if user is None:
         return username or "Anonymous"
@@ -237,8 +251,8 @@ class RoomService:
         if found is None:
             if not self._settings.allow_unregistered_rooms:
                 raise NotFound(ROOM_NOT_FOUND)
-            slug = slugify(lookup)
-            if not slug:
+            slug = unregistered_room_name(lookup)
+            if slug is None:
                 raise NotFound(ROOM_NOT_FOUND)
             livekit = self.livekit_access(
                 room_name=slug, configuration={}, user=user, role=None, username=username
