@@ -7,13 +7,13 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import text
 
 from api import keys
 from api.http import json_response
 from api.openapi import REGISTRY, build_document, operation
 from api.schemas import HeartbeatOut, VersionOut
 from coordinator.settings import Settings
+from storage.engine import is_outage, outage_summary, probe_writes
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,18 @@ async def config(request: web.Request) -> web.Response:
     name="heartbeat",
     summary="Health including the database",
     tag="health",
-    responses={200: HeartbeatOut, 500: HeartbeatOut},
+    responses={200: HeartbeatOut, 503: HeartbeatOut},
 )
 async def heartbeat(request: web.Request) -> web.Response:
+    """Fails (503) whenever a write would: the probe commits a write that changes nothing."""
     try:
-        async with request.app[keys.SESSIONMAKER]() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception:
-        log.exception("heartbeat: database check failed")
-        return json_response({"database": "error"}, status=500)
+        await probe_writes(request.app[keys.SESSIONMAKER])
+    except Exception as exc:
+        if not is_outage(exc):
+            log.exception("heartbeat: database check failed")
+        else:
+            log.warning("heartbeat: database unavailable: %s", outage_summary(exc))
+        return json_response({"database": "error"}, status=503)
     return json_response({"database": "ok"})
 
 

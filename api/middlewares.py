@@ -13,7 +13,8 @@ from api.auth import NotAuthenticatedSession, new_csrf_token
 from api.http import json_response
 from api.openapi import Handler
 from api.session import CSRF_COOKIE, SESSION_COOKIE
-from coordinator.errors import CoordinatorError, NotAuthenticated
+from coordinator.errors import CoordinatorError, NotAuthenticated, Unavailable
+from storage.engine import is_outage, outage_summary
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status >= 400 and exc.content_type != "application/json":
             return json_response({"detail": exc.reason}, status=exc.status)
         raise
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):  # one line, no traceback (nor the statement's parameters)
+            log.warning(
+                "Database unavailable on %s %s: %s",
+                request.method,
+                request.path,
+                outage_summary(exc),
+            )
+            return json_response(Unavailable().body, status=Unavailable.status)
         log.exception("Unhandled error on %s %s", request.method, request.path)
         return json_response({"detail": "A server error occurred."}, status=500)
 
