@@ -160,7 +160,7 @@ async def storage_hook(request: web.Request) -> web.Response:
     summary="E-mail invitations to join the room (sent through the outbox)",
     tag="rooms",
     body=InviteIn,
-    responses={200: InviteOut, **error_responses(400, 401, 403, 404)},
+    responses={200: InviteOut, **error_responses(400, 401, 403, 404, 429)},
     security=True,
 )
 async def invite(request: web.Request) -> web.Response:
