@@ -30,6 +30,7 @@ from api.openapi import REGISTRY
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
+from coordinator.identity import LobbyIds
 from coordinator.livekit import LiveKitAdapter
 from coordinator.outbox import OutboxDispatcher, egress_times_from
 from coordinator.reconcile import Reconciler
@@ -51,7 +52,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.OPENAPI] = openapi_document(settings)
     app[CONFIG_BODY] = dumps(frontend_config(settings))
-    app[keys.THROTTLES] = keys.Throttles()
+    app[keys.THROTTLES] = keys.Throttles(settings.throttles)
+    app[keys.LOBBY_IDS] = LobbyIds(settings.secret_key.get())
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(rooms_ctx)

@@ -8,23 +8,38 @@ from aiohttp import web
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
+from coordinator.errors import Throttled
+from coordinator.identity import LobbyIds
 from coordinator.livekit import LiveKitAdapter
 from coordinator.outbox import OutboxDispatcher
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
-from coordinator.settings import Settings
-from coordinator.throttle import Throttle
+from coordinator.settings import Settings, ThrottleSettings
+from coordinator.throttle import Throttle, throttled_message
 from storage.engine import SessionMaker
 from storage.records import UserRecord
 
 
 class Throttles:
-    """The per-endpoint limiters (Meet's rates)."""
+    """The per-endpoint limiters (``settings.throttles``; None where a rate is ``none``)."""
 
-    def __init__(self) -> None:
-        self.request_entry = Throttle(150, 60.0)
-        self.creation_callback = Throttle(600, 60.0)
+    def __init__(self, settings: ThrottleSettings | None = None) -> None:
+        rates = settings or ThrottleSettings()
+        self.request_entry = Throttle.of(rates.request_entry)
+        self.request_entry_new_participant = Throttle.of(rates.request_entry_new_participant)
+        self.creation_callback = Throttle.of(rates.creation_callback)
+        self.invite = Throttle.of(rates.invite)
+        self.invite_max_recipients = rates.invite_max_recipients
+
+    @staticmethod
+    def check(throttle: Throttle | None, key: str, cost: int = 1) -> None:
+        """Raise :class:`Throttled` (429, DRF's message) when ``key`` is over its rate."""
+        if throttle is None:
+            return
+        wait = throttle.hit(key, cost)
+        if wait is not None:
+            raise Throttled(throttled_message(wait))
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -40,5 +55,6 @@ RECORDINGS = web.AppKey("recordings", RecordingLifecycle)
 OUTBOX = web.AppKey("outbox", OutboxDispatcher)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 THROTTLES = web.AppKey("throttles", Throttles)
+LOBBY_IDS = web.AppKey("lobby_ids", LobbyIds)
 
 USER = web.RequestKey("user", UserRecord)

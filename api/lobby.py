@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -12,23 +11,42 @@ from api.auth import current_user, require_user
 from api.http import json_response, parse_body
 from api.openapi import error_responses, operation
 from api.schemas import EnterIn, MessageOut, RequestEntryIn, RequestEntryOut, WaitingOut
-from coordinator.errors import NotFound, Throttled
+from coordinator.errors import NotFound
+from coordinator.identity import is_user_identity
 from coordinator.room import DecideEntry, ListWaiting, LobbyEntry, RequestEntry
 from coordinator.rooms import can_join, require_privileged
-from coordinator.throttle import throttled_message
 from coordinator.tokens import participant_color
+from storage.records import UserRecord
 
 PREFIX = "/api/v1.0/rooms/{lookup}"
 LOBBY_COOKIE = "lobbyParticipantId"
 NO_LOBBY = {"message": "Room has no lobby system."}
 
 
-def _throttle(request: web.Request, key: str | None) -> None:
-    if key is None:
-        return  # Meet does not throttle callers before they hold a lobby cookie
-    wait = request.app[keys.THROTTLES].request_entry.hit(key)
-    if wait is not None:
-        raise Throttled(throttled_message(wait))
+async def _participant_id(request: web.Request, user: UserRecord | None) -> tuple[str, bool]:
+    """The caller's lobby participant id and whether it is newly issued.
+
+    The id comes only from a lobby cookie we signed; a bare, forged or tampered value is no
+    cookie. Throttles first (429 before any work): per user, per signed cookie (Meet's
+    ``REQUEST_ENTRY_THROTTLE_RATES``), and new anonymous participants per IP (ours), so a
+    cookieless flood cannot fill the lobby.
+    """
+    throttles = request.app[keys.THROTTLES]
+    lobby_ids = request.app[keys.LOBBY_IDS]
+    participant_id = lobby_ids.read(request.cookies.get(LOBBY_COOKIE))
+    if user is not None:
+        throttles.check(throttles.request_entry, f"user:{user.id}")
+    elif participant_id is not None:
+        throttles.check(throttles.request_entry, f"lobby:{participant_id}")
+    else:
+        throttles.check(throttles.request_entry_new_participant, f"ip:{request.remote}")
+    sessionmaker = request.app[keys.SESSIONMAKER]
+    if participant_id is not None and not await is_user_identity(sessionmaker, participant_id):
+        return participant_id, False
+    while True:  # an id taken for a user's identity is never handed out (nor accepted)
+        participant_id = lobby_ids.new()
+        if not await is_user_identity(sessionmaker, participant_id):
+            return participant_id, True
 
 
 @operation(
@@ -42,12 +60,10 @@ def _throttle(request: web.Request, key: str | None) -> None:
 )
 async def request_entry(request: web.Request) -> web.Response:
     user = await current_user(request)
-    cookie = request.cookies.get(LOBBY_COOKIE)
-    _throttle(request, f"user:{user.id}" if user else (f"lobby:{cookie}" if cookie else None))
+    participant_id, issued = await _participant_id(request, user)
     body = await parse_body(request, RequestEntryIn)
     rooms = request.app[keys.ROOMS]
     room, role = await rooms.get(request.match_info["lookup"], user)
-    participant_id = cookie if cookie and _is_uuid(cookie) else str(uuid.uuid4())
     identity = (user.sub or str(user.id)) if user else participant_id
     if can_join(room.access_level, user, role):
         entry: LobbyEntry | None = LobbyEntry(
@@ -71,19 +87,16 @@ async def request_entry(request: web.Request) -> web.Response:
         )
         payload["livekit"] = {"url": access.url, "room": access.room, "token": access.token}
     response = json_response(payload)
-    if cookie != participant_id:
+    if issued:
         response.set_cookie(
-            LOBBY_COOKIE, participant_id, httponly=True, secure=True, samesite="Lax", path="/"
+            LOBBY_COOKIE,
+            request.app[keys.LOBBY_IDS].sign(participant_id),
+            httponly=True,
+            secure=True,
+            samesite="Lax",
+            path="/",
         )
     return response
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 @operation(

@@ -160,7 +160,7 @@ async def storage_hook(request: web.Request) -> web.Response:
     summary="E-mail invitations to join the room (sent through the outbox)",
     tag="rooms",
     body=InviteIn,
-    responses={200: InviteOut, **error_responses(400, 401, 403, 404)},
+    responses={200: InviteOut, **error_responses(400, 401, 403, 404, 429)},
     security=True,
 )
 async def invite(request: web.Request) -> web.Response:
@@ -175,9 +175,11 @@ async def invite(request: web.Request) -> web.Response:
         raise InvalidRequest.fields({"emails": ['Expected a list of items but got type "str".']})
     if not emails:
         raise InvalidRequest.fields({"emails": ["This list may not be empty."]})
-    if len(emails) > 200:
+    throttles = request.app[keys.THROTTLES]
+    limit = throttles.invite_max_recipients  # INVITE_MAX_RECIPIENTS
+    if len(emails) > limit:
         raise InvalidRequest.fields(
-            {"emails": ["Ensure this field has no more than 200 elements."]}
+            {"emails": [f"Ensure this field has no more than {limit} elements."]}
         )
     invalid: dict[str, list[str]] = {}
     for index, value in enumerate(emails):
@@ -188,6 +190,8 @@ async def invite(request: web.Request) -> web.Response:
     if invalid:
         raise InvalidRequest.fields({"emails": invalid})
     recipients = list(dict.fromkeys(str(e) for e in emails))
+    # INVITE_THROTTLE_RATES counts invitation e-mails per user, whatever the calls.
+    throttles.check(throttles.invite, f"user:{user.id}", cost=len(recipients))
     await enqueue_invitation(
         request.app[keys.SESSIONMAKER],
         room_slug=room.slug,

@@ -22,9 +22,7 @@ from api.schemas import (
     dump_configuration,
 )
 from api.views import room_json, unregistered_room_json
-from coordinator.errors import Throttled
 from coordinator.rooms import RoomChanges, RoomView
-from coordinator.throttle import throttled_message
 from storage.records import Page
 
 PREFIX = "/api/v1.0/rooms"
@@ -40,9 +38,8 @@ PREFIX = "/api/v1.0/rooms"
     responses={200: CreationCallbackOut, **error_responses(400, 415, 429)},
 )
 async def creation_callback(request: web.Request) -> web.Response:
-    wait = request.app[keys.THROTTLES].creation_callback.hit(f"ip:{request.remote}")
-    if wait is not None:
-        raise Throttled(throttled_message(wait))
+    throttles = request.app[keys.THROTTLES]
+    throttles.check(throttles.creation_callback, f"ip:{request.remote}")
     body = await parse_body(request, CreationCallbackIn)
     room = request.app[keys.ROOMS].pop_creation_callback(body.callback_id)
     return json_response({"status": "success", "room": room})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -93,3 +97,51 @@ async def resolve_user(
         if not changes:
             return user
         return await user_store.update_user(session, user.id, **changes)
+
+
+class LobbyIds:
+    """Anonymous lobby participant ids, issued by the server in a signed cookie value.
+
+    The id is the anonymous caller's LiveKit identity, so a caller must never choose it: the
+    cookie value is ``<uuid4>.<HMAC-SHA256(SECRET_KEY-derived key, uuid)>``; anything else
+    (a bare UUID, a forged or tampered value) reads as no cookie, and a new id is issued.
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = hashlib.sha256(b"meet-coordinator lobby id\x00" + secret_key.encode()).digest()
+
+    def _mac(self, participant_id: str) -> str:
+        digest = hmac.new(self._key, participant_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def sign(self, participant_id: str) -> str:
+        return f"{participant_id}.{self._mac(participant_id)}"
+
+    def new(self) -> str:
+        return str(uuid.uuid4())
+
+    def read(self, value: str | None) -> str | None:
+        """The participant id a cookie value carries, or None when it is not one we signed."""
+        if not value or len(value) > 200:
+            return None
+        participant_id, _, mac = value.partition(".")
+        try:
+            canonical = str(uuid.UUID(participant_id))
+        except ValueError:
+            return None
+        if canonical != participant_id or not hmac.compare_digest(mac, self._mac(canonical)):
+            return None
+        return canonical
+
+
+async def is_user_identity(sessionmaker: SessionMaker, value: str) -> bool:
+    """Whether ``value`` is (or could be taken for) a user's LiveKit identity: a ``sub``, or the
+    id of a user without one (``tokens`` name such users by their id)."""
+    async with sessionmaker() as session:
+        if await user_store.get_user_by_sub(session, value) is not None:
+            return True
+        try:
+            user_id = uuid.UUID(value)
+        except ValueError:
+            return False
+        return await user_store.get_user(session, user_id) is not None

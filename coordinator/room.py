@@ -38,6 +38,7 @@ LIMIT_MESSAGES = {
     "transcript": "transcriptionLimitReached",
 }
 LOBBY_NOTIFICATION = {"type": "participantWaiting"}
+LOBBY_NOTIFICATION_INTERVAL = 1.0  # at most one participantWaiting per room per second
 
 
 # -- state -------------------------------------------------------------------------------
@@ -79,6 +80,10 @@ class RoomState:
     seen_events: tuple[str, ...] = ()
     departed: Mapping[str, int] = field(default_factory=dict)  # session sid → left at
     last_activity: float = 0.0
+    # participantWaiting coalescing: when the last went out, and whether a newcomer since then
+    # still awaits one (sent at the next request-entry past the interval: guests poll each second).
+    lobby_notified_at: float = float("-inf")
+    lobby_notification_pending: bool = False
     commands: int = 0
     webhooks: int = 0
 
@@ -437,7 +442,7 @@ def snapshot(state: RoomState, now: float) -> dict[str, Any]:
 def _request_entry(state: RoomState, command: RequestEntry, now: float) -> Decision:
     lobby = live_lobby(state, now)
     entry = lobby.get(command.participant_id)
-    effects: tuple[Effect, ...] = ()
+    pending = state.lobby_notification_pending
     if entry is None:
         entry = LobbyEntry(
             participant_id=command.participant_id,
@@ -447,11 +452,17 @@ def _request_entry(state: RoomState, command: RequestEntry, now: float) -> Decis
             expires_at=now + LOBBY_WAITING_SECONDS,
             identity=command.identity or command.participant_id,
         )
-        effects = (SendData(LOBBY_NOTIFICATION),)
+        pending = True
     elif entry.status == "waiting":
         entry = replace(entry, username=command.username, expires_at=now + LOBBY_WAITING_SECONDS)
     lobby[command.participant_id] = entry
-    return Decision(replace(state, lobby=lobby), effects, reply=entry)
+    pending = pending and any(e.status == "waiting" for e in lobby.values())
+    state = replace(state, lobby=lobby, lobby_notification_pending=pending)
+    effects: tuple[Effect, ...] = ()
+    if pending and now - state.lobby_notified_at >= LOBBY_NOTIFICATION_INTERVAL:
+        effects = (SendData(LOBBY_NOTIFICATION),)
+        state = replace(state, lobby_notified_at=now, lobby_notification_pending=False)
+    return Decision(state, effects, reply=entry)
 
 
 def _decide_entry(state: RoomState, command: DecideEntry, now: float) -> Decision:

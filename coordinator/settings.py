@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from coordinator.errors import ConfigurationError
+from coordinator.throttle import Rate, parse_rate
 
 ACCESS_LEVELS = ("public", "trusted", "restricted")
 DEFAULT_SOURCES = ("camera", "microphone", "screen_share", "screen_share_audio")
@@ -108,6 +109,14 @@ class _Env:
         if number < 0 or (number == 0 and not allow_zero):
             raise ConfigurationError(f"{name}={value!r} must be positive.")
         return number
+
+    def rate(self, name: str, default: str) -> Rate | None:
+        """A DRF throttle rate (``150/minute``, ``10/s``…); ``none`` disables the throttle."""
+        value = self.raw(name)
+        try:
+            return parse_rate(default if value is None or not value.strip() else value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default)
@@ -254,6 +263,28 @@ class EncodingSettings:
     key_frame_interval: float = 4.0
 
 
+_PER_MINUTE_150 = Rate(150, 60.0)
+_PER_MINUTE_600 = Rate(600, 60.0)
+_PER_MINUTE_30 = Rate(30, 60.0)
+_PER_HOUR_200 = Rate(200, 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleSettings:
+    """Abuse limits (DRF rate syntax; a ``None`` rate throttles nothing).
+
+    ``request_entry`` and ``creation_callback`` are Meet's rates (per lobby cookie or user, per
+    IP). The others are ours: new lobby participants (request-entry without a valid lobby
+    cookie) per IP, invitation e-mails per user, and recipients per invite call.
+    """
+
+    request_entry: Rate | None = _PER_MINUTE_150
+    creation_callback: Rate | None = _PER_MINUTE_600
+    request_entry_new_participant: Rate | None = _PER_MINUTE_30
+    invite: Rate | None = _PER_HOUR_200
+    invite_max_recipients: int = 50
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:
     max_attempts: int = 8
@@ -316,6 +347,7 @@ class Settings:
     room_idle_seconds: float = 300.0
     connection_test_room_prefix: str = "connection-test"
     version: str = "0.1.0"
+    throttles: ThrottleSettings = field(default_factory=ThrottleSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -470,6 +502,15 @@ class Settings:
                 audio_bitrate=env.integer("RECORDING_ENCODING_AUDIO_BITRATE", 128, minimum=1)
                 or 128,
                 key_frame_interval=env.number("RECORDING_ENCODING_KEY_FRAME_INTERVAL", 4.0),
+            ),
+            throttles=ThrottleSettings(
+                request_entry=env.rate("REQUEST_ENTRY_THROTTLE_RATES", "150/minute"),
+                creation_callback=env.rate("CREATION_CALLBACK_THROTTLE_RATES", "600/minute"),
+                request_entry_new_participant=env.rate(
+                    "REQUEST_ENTRY_NEW_PARTICIPANT_THROTTLE_RATES", "30/minute"
+                ),
+                invite=env.rate("INVITE_THROTTLE_RATES", "200/hour"),
+                invite_max_recipients=env.integer("INVITE_MAX_RECIPIENTS", 50, minimum=1) or 50,
             ),
             outbox=OutboxSettings(
                 max_attempts=env.integer("MEET_OUTBOX_MAX_ATTEMPTS", 8, minimum=1) or 8,

@@ -24,12 +24,17 @@ def entry_url(room: Any, action: str = "request-entry") -> str:
     return f"/api/v1.0/rooms/{room.id}/{action}/"
 
 
-async def ask(client: Client, room: Any, participant_id: str | None = None) -> dict[str, Any]:
-    """request-entry as a browser holding the (Secure, so sent by hand here) lobby cookie."""
-    headers = {"Cookie": f"lobbyParticipantId={participant_id}"} if participant_id else {}
+async def ask(client: Client, room: Any, cookie: str | None = None) -> dict[str, Any]:
+    """request-entry as a browser holding the (Secure, so sent by hand here) lobby cookie.
+
+    The reply's body, plus ``cookie``: the signed lobby cookie value to send back.
+    """
+    headers = {"Cookie": f"lobbyParticipantId={cookie}"} if cookie else {}
     response = await client.post(entry_url(room), json={"username": "Guest"}, headers=headers)
     assert response.status == 200, await response.text()
     body: dict[str, Any] = await response.json()
+    issued = response.cookies.get("lobbyParticipantId")
+    body["cookie"] = issued.value if issued is not None else cookie
     return body
 
 
@@ -43,7 +48,8 @@ async def test_public_room_lets_everyone_in_and_stores_nothing(
     assert body["status"] == "accepted"
     assert body["username"] == "Guest"
     cookie = response.cookies["lobbyParticipantId"]
-    assert cookie.value == body["id"] and cookie["httponly"] and cookie["secure"]
+    assert cookie.value.startswith(body["id"] + ".")  # the id, signed
+    assert cookie["httponly"] and cookie["secure"]
     claims = TokenVerifier(livekit_standin.api_key, livekit_standin.api_secret).verify(
         body["livekit"]["token"]
     )
@@ -67,7 +73,7 @@ async def test_restricted_room_queues_notifies_and_admits(
         await asyncio.sleep(0.02)
     packets = livekit_standin.data_packets
     assert len(packets) == 1 and json.loads(packets[0].data) == {"type": "participantWaiting"}
-    again = await ask(lk_client, room, first["id"])
+    again = await ask(lk_client, room, first["cookie"])
     assert again["id"] == first["id"] and again["status"] == "waiting"
     await asyncio.sleep(0.1)
     assert len(livekit_standin.data_packets) == 1  # polling does not notify again
@@ -85,7 +91,7 @@ async def test_restricted_room_queues_notifies_and_admits(
     assert await response.json() == {"message": "Participant was updated."}
 
     lk_client.session.cookie_jar.clear()
-    accepted = await ask(lk_client, room, first["id"])
+    accepted = await ask(lk_client, room, first["cookie"])
     assert accepted["status"] == "accepted"
     assert accepted["livekit"]["room"] == str(room.id)
 
@@ -98,7 +104,7 @@ async def test_denied_then_requeued(lk_client: Client, factory: Factory, lk_log_
         entry_url(room, "enter"), json={"participant_id": first["id"], "allow_entry": False}
     )
     lk_client.session.cookie_jar.clear()
-    denied = await ask(lk_client, room, first["id"])
+    denied = await ask(lk_client, room, first["cookie"])
     assert denied["status"] == "denied" and denied["livekit"] is None
 
 
@@ -119,7 +125,7 @@ async def test_waiting_participant_is_let_in_when_room_becomes_public(
     lk_log_in(owner)
     await lk_client.patch(f"/api/v1.0/rooms/{room.id}/", json={"access_level": "public"})
     lk_client.session.cookie_jar.clear()
-    body = await ask(lk_client, room, waiting["id"])
+    body = await ask(lk_client, room, waiting["cookie"])
     assert body["status"] == "accepted" and body["id"] == waiting["id"]
 
 
@@ -187,7 +193,7 @@ async def test_request_entry_is_throttled_per_lobby_cookie(
 ) -> None:
     room = await factory.room(access_level="restricted")
     first = await ask(lk_client, room)
-    cookie = {"Cookie": f"lobbyParticipantId={first['id']}"}
+    cookie = {"Cookie": f"lobbyParticipantId={first['cookie']}"}
     statuses = await asyncio.gather(
         *(
             lk_client.post(entry_url(room), json={"username": "G"}, headers=cookie)

@@ -188,9 +188,9 @@ async def test_remove_participant_also_clears_lobby_entries(
     member = await factory.user()
     await factory.access(room, member, "member")
     # An anonymous guest accepted through the lobby, then in the room under that identity.
-    guest = await (
-        await lk_client.post(url(room, "request-entry"), json={"username": "Guest"})
-    ).json()
+    asked = await lk_client.post(url(room, "request-entry"), json={"username": "Guest"})
+    guest = await asked.json()
+    guest_cookie = asked.cookies["lobbyParticipantId"].value  # the signed id
     lk_client.session.cookie_jar.clear()
     lk_log_in(owner)
     await lk_client.post(
@@ -211,7 +211,7 @@ async def test_remove_participant_also_clears_lobby_entries(
         await lk_client.post(
             url(room, "request-entry"),
             json={"username": "Guest"},
-            headers={"Cookie": f"lobbyParticipantId={guest['id']}"},
+            headers={"Cookie": f"lobbyParticipantId={guest_cookie}"},
         )
     ).json()
     assert again["status"] == "waiting"

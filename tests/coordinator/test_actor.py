@@ -123,8 +123,9 @@ async def test_200_concurrent_commands_apply_in_arrival_order_one_at_a_time() ->
     assert [r.participant_id for r in replies] == [f"p{i:03d}" for i in range(200)]
     waiting = await directory.call(room, ListWaiting())
     assert [w["id"] for w in waiting] == [f"p{i:03d}" for i in range(200)]
-    # Every request's notification ran, in order, never two at once for this room.
-    assert len(media.sent) == 200
+    # The notifications ran, never two at once for this room; participantWaiting is coalesced
+    # to one per room per second (issue 9), so 200 newcomers within a second send one or a few.
+    assert 1 <= len(media.sent) <= 10
     assert media.max_in_flight[room] == 1
     snapshot = await directory.call(room, Snapshot())
     assert snapshot["counters"]["commands"] >= 202

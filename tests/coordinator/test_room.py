@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 from coordinator.media import Egress, Participant, Track, WebhookEvent
@@ -180,3 +181,29 @@ def test_snapshot_shape() -> None:
         "tracks": [],
     }
     assert snap["lobby"] == [] and snap["recording"] is None
+
+
+def test_lobby_notifications_are_coalesced_to_one_per_second() -> None:
+    """A flood of newcomers sends at most one participantWaiting per room per second (issue 9)."""
+    state = RoomState(ROOM)
+    sent = []
+    for index in range(600):  # 600 newcomers in 2.4 s
+        now = index * 0.004
+        decision = decide(state, RequestEntry(f"p{index}", "G"), now)
+        state = decision.state
+        if decision.effects:
+            assert decision.effects == (SendData({"type": "participantWaiting"}),)
+            sent.append(now)
+    assert len(sent) == 3 and sent[0] == 0.0
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(sent))
+
+
+def test_a_coalesced_newcomer_is_announced_at_the_next_poll() -> None:
+    state = decide(RoomState(ROOM), RequestEntry("p1", "A"), 0.0).state
+    second = decide(state, RequestEntry("p2", "B"), 0.5)
+    assert second.effects == ()  # within the second: held back
+    early = decide(second.state, RequestEntry("p1", "A"), 0.9)
+    assert early.effects == ()
+    due = decide(early.state, RequestEntry("p2", "B"), 1.5)  # any poll past the interval
+    assert due.effects == (SendData({"type": "participantWaiting"}),)
+    assert decide(due.state, RequestEntry("p1", "A"), 3.0).effects == ()  # nothing pending

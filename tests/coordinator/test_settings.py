@@ -6,6 +6,7 @@ import pytest
 
 from coordinator.errors import ConfigurationError
 from coordinator.settings import Settings, normalize_database_url
+from coordinator.throttle import Rate, parse_rate
 
 BASE = {"SECRET_KEY": "s" * 40, "LIVEKIT_API_SECRET": "l" * 40}
 
@@ -150,3 +151,48 @@ def test_secrets_never_show() -> None:
 def test_invalid_webhook_filter_regex_disables_the_filter() -> None:
     settings = Settings.from_env(BASE | {"LIVEKIT_WEBHOOK_EVENTS_FILTER_REGEX": "(["})
     assert settings.livekit.webhook_events_filter_regex is None
+
+
+# -- throttle rates (Meet's REQUEST_ENTRY_THROTTLE_RATES / CREATION_CALLBACK_THROTTLE_RATES) ---
+
+
+def test_throttle_rates_are_read_in_drf_syntax() -> None:
+    defaults = Settings.from_env(BASE).throttles
+    assert defaults.request_entry == Rate(150, 60.0)  # Meet's defaults
+    assert defaults.creation_callback == Rate(600, 60.0)
+    env = BASE | {
+        "REQUEST_ENTRY_THROTTLE_RATES": "2/minute",
+        "CREATION_CALLBACK_THROTTLE_RATES": "10/s",
+        "REQUEST_ENTRY_NEW_PARTICIPANT_THROTTLE_RATES": "100/hour",
+        "INVITE_THROTTLE_RATES": "1000/day",
+        "INVITE_MAX_RECIPIENTS": "7",
+    }
+    throttles = Settings.from_env(env).throttles
+    assert throttles.request_entry == Rate(2, 60.0)
+    assert throttles.creation_callback == Rate(10, 1.0)
+    assert throttles.request_entry_new_participant == Rate(100, 3600.0)
+    assert throttles.invite == Rate(1000, 86400.0)
+    assert throttles.invite_max_recipients == 7
+    assert Settings.from_env(BASE | {"INVITE_THROTTLE_RATES": "none"}).throttles.invite is None
+    blank = Settings.from_env(BASE | {"REQUEST_ENTRY_THROTTLE_RATES": " "}).throttles
+    assert blank.request_entry == Rate(150, 60.0)  # blank is unset, as for other variables
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("5/sec", Rate(5, 1.0)),
+        ("5/Minutes", Rate(5, 60.0)),
+        (" 7 / h ", Rate(7, 3600.0)),
+        ("0/day", Rate(0, 86400.0)),
+        ("None", None),
+    ],
+)
+def test_parse_rate(value: str, expected: Rate | None) -> None:
+    assert parse_rate(value) == expected
+
+
+@pytest.mark.parametrize("value", ["150", "x/minute", "150/week", "150/", "-1/minute", "1.5/s"])
+def test_bad_throttle_rates_name_the_variable(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="REQUEST_ENTRY_THROTTLE_RATES"):
+        Settings.from_env(BASE | {"REQUEST_ENTRY_THROTTLE_RATES": value})
