@@ -13,6 +13,7 @@ from coordinator.outbox import OutboxDispatcher
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
+from coordinator.sessions import LoginSessions
 from coordinator.settings import Settings
 from coordinator.throttle import Throttle
 from storage.engine import SessionMaker
@@ -40,5 +41,6 @@ RECORDINGS = web.AppKey("recordings", RecordingLifecycle)
 OUTBOX = web.AppKey("outbox", OutboxDispatcher)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 THROTTLES = web.AppKey("throttles", Throttles)
+LOGIN_SESSIONS = web.AppKey("login_sessions", LoginSessions)
 
 USER = web.RequestKey("user", UserRecord)
