@@ -36,6 +36,7 @@ from coordinator.outbox import OutboxDispatcher, egress_times_from
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
+from coordinator.sessions import LoginSessions
 from coordinator.settings import Settings
 from storage.engine import create_engine, create_sessionmaker
 
@@ -79,6 +80,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     room_service = RoomService(settings, sessionmaker)
     app[keys.ROOMS] = room_service
     app[keys.ACCESSES] = AccessService(sessionmaker, room_service.cache)
+    app[keys.LOGIN_SESSIONS] = LoginSessions(sessionmaker, room_service.cache)
     yield
     await engine.dispose()
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt as pyjwt
@@ -22,7 +23,7 @@ from api import keys
 from api.session import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from coordinator.cache import TTLCache
 from coordinator.errors import NotAuthenticated, PermissionDenied
-from coordinator.identity import resolve_user
+from coordinator.identity import INACTIVE, LoginRefused, resolve_user
 from coordinator.settings import Settings
 from storage import users as user_store
 from storage.records import UserRecord
@@ -43,6 +44,7 @@ class NotAuthenticatedSession(NotAuthenticated):
 class Identity:
     user: UserRecord | None
     via: str  # "session", "bearer" or "anonymous"
+    session_key: str | None = None  # the login session's key (via "session")
 
 
 IDENTITY = web.RequestKey("identity", Identity)
@@ -107,7 +109,16 @@ class JWKSVerifier:
     async def user(self, request: web.Request, token: str) -> UserRecord:
         cached = self._users.get(token)
         if cached is not None:
-            return cached
+            # The token's user is remembered for up to 30 s, its flags are not: deactivation
+            # and staff changes apply through the short-lived user lookup cache.
+            fresh = await load_user(request, cached.id)
+            if fresh is None:
+                self._users.discard(token)
+                raise NotAuthenticated(INVALID_TOKEN)
+            if not fresh.is_active:
+                self._users.discard(token)
+                raise LoginRefused(INACTIVE)
+            return fresh
         claims = await self.claims(token)
         user = await resolve_user(
             request.app[keys.SESSIONMAKER], self._oidc, claims, is_login=False
@@ -127,14 +138,80 @@ def bearer_token(request: web.Request) -> str | None:
     return None
 
 
+def _same_domain(host: str, pattern: str) -> bool:
+    """Django's ``is_same_domain``: ``.example.com`` matches it and its subdomains."""
+    host, pattern = host.lower(), pattern.lower()
+    if not pattern:
+        return False
+    if pattern.startswith("."):
+        return host.endswith(pattern) or host == pattern[1:]
+    return host == pattern
+
+
+def _origin_trusted(request: web.Request, origin: str) -> bool:
+    scheme = "https" if request.secure else "http"
+    if origin == f"{scheme}://{request.host}":
+        return True
+    trusted = request.app[keys.SETTINGS].csrf_trusted_origins
+    if origin in trusted:
+        return True
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return any(
+        _same_domain(parts.netloc, entry.split("://*", 1)[1])
+        for entry in trusted
+        if "://*" in entry and entry.split("://", 1)[0] == parts.scheme
+    )
+
+
+def _check_referer(request: web.Request) -> None:
+    """Over HTTPS without an Origin, the Referer must be this host or a trusted origin's."""
+    referer = request.headers.get("Referer")
+    if referer is None:
+        raise PermissionDenied("CSRF Failed: Referer checking failed - no Referer.")
+    try:
+        parts = urlsplit(referer)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.scheme or not parts.netloc:
+        raise PermissionDenied("CSRF Failed: Referer checking failed - Referer is malformed.")
+    if parts.scheme != "https":
+        raise PermissionDenied(
+            "CSRF Failed: Referer checking failed - Referer is insecure while host is secure."
+        )
+    hosts = [
+        urlsplit(o).netloc.lstrip("*") for o in request.app[keys.SETTINGS].csrf_trusted_origins
+    ]
+    if any(_same_domain(parts.netloc, h) for h in [*hosts, request.host]):
+        return
+    raise PermissionDenied(
+        f"CSRF Failed: Referer checking failed - {parts.geturl()} does not match any trusted "
+        "origins."
+    )
+
+
 def check_csrf(request: web.Request) -> None:
+    """Django's CsrfViewMiddleware for cookie-authenticated unsafe requests: the ``Origin``
+    (or, over HTTPS without one, the ``Referer``) must be this site or CSRF_TRUSTED_ORIGINS,
+    then the ``X-CSRFToken`` header must equal the ``csrftoken`` cookie."""
     if request.method in SAFE_METHODS:
         return
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if not _origin_trusted(request, origin):
+            raise PermissionDenied(
+                f"CSRF Failed: Origin checking failed - {origin} does not match any trusted "
+                "origins."
+            )
+    elif request.secure:
+        _check_referer(request)
     cookie = request.cookies.get(CSRF_COOKIE)
     header = request.headers.get(CSRF_HEADER)
     if not cookie or not header:
         raise PermissionDenied(CSRF_MISSING)
-    if not hmac.compare_digest(cookie, header):
+    if not hmac.compare_digest(cookie.encode(), header.encode()):
         raise PermissionDenied(CSRF_INCORRECT)
 
 
@@ -147,31 +224,50 @@ async def identify(request: web.Request, *, allow_bearer: bool = True) -> Identi
     return identity
 
 
-async def _identify(request: web.Request, *, allow_bearer: bool) -> Identity:
-    token = bearer_token(request) if allow_bearer else None
-    if token is not None:
-        return Identity(await request.app[VERIFIER].user(request, token), "bearer")
-    data = request.app[keys.SESSIONS].decode(request.cookies.get(SESSION_COOKIE))
-    user_id = data.get("uid") if data else None
-    if not user_id:
-        return Identity(None, "anonymous")
-    try:
-        parsed = uuid.UUID(str(user_id))
-    except ValueError:
-        return Identity(None, "anonymous")
+async def load_user(request: web.Request, user_id: uuid.UUID) -> UserRecord | None:
+    """The user ``user_id`` through the lookup cache (single-flight: one query per expiry)."""
     sessionmaker = request.app[keys.SESSIONMAKER]
 
     async def load() -> tuple[UserRecord | None]:
         async with sessionmaker() as session:
-            return (await user_store.get_user(session, parsed),)
+            return (await user_store.get_user(session, user_id),)
 
     cache = request.app[keys.ROOMS].cache
-    # Single-flight: when the entry expires under load, one query serves every waiter.
-    user = (await cache.users.fetch(parsed, load) if cache.enabled else await load())[0]
+    return (await cache.users.fetch(user_id, load) if cache.enabled else await load())[0]
+
+
+def session_key(request: web.Request) -> tuple[str, uuid.UUID] | None:
+    """``(key, user id)`` from a well-formed, unexpired session cookie (not yet checked
+    against the server-side session)."""
+    data = request.app[keys.SESSIONS].decode(request.cookies.get(SESSION_COOKIE))
+    if not data:
+        return None
+    key, user_id = data.get("sid"), data.get("uid")
+    if not isinstance(key, str) or not key or not isinstance(user_id, str):
+        return None
+    try:
+        return key, uuid.UUID(user_id)
+    except ValueError:
+        return None
+
+
+async def _identify(request: web.Request, *, allow_bearer: bool) -> Identity:
+    token = bearer_token(request) if allow_bearer else None
+    if token is not None:
+        return Identity(await request.app[VERIFIER].user(request, token), "bearer")
+    found = session_key(request)
+    if found is None:
+        return Identity(None, "anonymous")
+    key, user_id = found
+    # The cookie alone proves nothing: its session must still be open on the server
+    # (logout and deactivation close it).
+    if await request.app[keys.LOGIN_SESSIONS].user_id(key) != user_id:
+        return Identity(None, "anonymous")
+    user = await load_user(request, user_id)
     if user is None or not user.is_active:
         return Identity(None, "anonymous")
     check_csrf(request)
-    return Identity(user, "session")
+    return Identity(user, "session", key)
 
 
 INVALID_LIVEKIT_TOKEN = "Invalid LiveKit token: {}"

@@ -15,6 +15,7 @@ from coordinator.outbox import OutboxDispatcher
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
+from coordinator.sessions import LoginSessions
 from coordinator.settings import Settings, ThrottleSettings
 from coordinator.throttle import Throttle, throttled_message
 from storage.engine import SessionMaker
@@ -56,5 +57,6 @@ OUTBOX = web.AppKey("outbox", OutboxDispatcher)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 THROTTLES = web.AppKey("throttles", Throttles)
 LOBBY_IDS = web.AppKey("lobby_ids", LobbyIds)
+LOGIN_SESSIONS = web.AppKey("login_sessions", LoginSessions)
 
 USER = web.RequestKey("user", UserRecord)

@@ -9,6 +9,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 from yarl import URL
 
+from api import keys
 from api.auth import NotAuthenticatedSession, new_csrf_token
 from api.http import json_response
 from api.openapi import Handler
@@ -103,11 +104,18 @@ async def csrf_cookie_middleware(request: web.Request, handler: Handler) -> web.
     """
     response = await handler(request)
     if CSRF_COOKIE not in request.cookies and SESSION_COOKIE in request.cookies:
-        set_csrf_cookie(response)
+        set_csrf_cookie(request, response)
     return response
 
 
-def set_csrf_cookie(response: web.StreamResponse) -> None:
+def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """A new readable ``csrftoken``; Secure when CSRF_COOKIE_SECURE or SESSION_COOKIE_SECURE."""
+    settings = request.app[keys.SETTINGS]
     response.set_cookie(
-        CSRF_COOKIE, new_csrf_token(), max_age=365 * 24 * 3600, samesite="Lax", path="/"
+        CSRF_COOKIE,
+        new_csrf_token(),
+        max_age=365 * 24 * 3600,
+        samesite="Lax",
+        path="/",
+        secure=settings.csrf_cookie_secure or settings.session_cookie_secure,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +17,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from yarl import URL
 
 from api import keys
-from api.auth import VERIFIER
+from api.auth import VERIFIER, check_csrf, session_key
 from api.middlewares import set_csrf_cookie
 from api.openapi import operation
 from api.session import CSRF_COOKIE, SESSION_COOKIE
@@ -28,19 +30,36 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1.0"
 STATE_COOKIE = "oidc_login"
 STATE_TTL = 600
+STATE_TYPE = "oidc_login"
+
+
+# Characters a browser's URL parser (WHATWG) strips or reads differently from ours: a
+# backslash is a slash in http(s) URLs, tabs and newlines are removed, controls are refused.
+_UNSAFE_IN_RETURN_TO = re.compile(r"[\\\x00-\x20\x7f]")
 
 
 def _safe_return_to(request: web.Request, settings: Settings, value: str | None) -> str | None:
-    """``value`` when it points at this site (a path) or an allowed host; None otherwise."""
-    if not value:
+    """``value`` when a browser would read it as this site or an allowed host; None otherwise.
+
+    Anything holding a backslash, a space, a tab, CR/LF or another control character is
+    refused outright; what is left is read the same way by ``urlsplit`` and by browsers.
+    """
+    if not value or _UNSAFE_IN_RETURN_TO.search(value):
         return None
     parts = urlsplit(value)
     if not parts.scheme and not parts.netloc:
         return value if value.startswith("/") and not value.startswith("//") else None
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
-    host = parts.hostname or ""
-    if host == request.url.host or host in settings.oidc.redirect_allowed_hosts:
+    if "@" in parts.netloc:
+        return None  # credentials in a redirect target are never ours
+    try:
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return None
+    netloc = host if port is None else f"{host}:{port}"
+    if netloc == request.host.lower() or host in settings.oidc.redirect_allowed_hosts:
         return value
     return None
 
@@ -103,6 +122,7 @@ async def authenticate(request: web.Request) -> web.StreamResponse:
         request, settings, request.query.get("returnTo") or request.query.get("next")
     )
     pending = {
+        "typ": STATE_TYPE,
         "state": state,
         "nonce": nonce,
         "verifier": verifier,
@@ -157,6 +177,19 @@ class LoginFailed(Exception):
     pass
 
 
+def _state_matches(pending: dict[str, Any] | None, state: str | None) -> bool:
+    """``pending`` is a login-state cookie of ours whose state equals ``state``."""
+    if not pending or pending.get("typ") != STATE_TYPE or not state:
+        return False
+    expected = pending.get("state")
+    fields_ok = all(isinstance(pending.get(k), str) for k in ("state", "nonce", "verifier"))
+    return (
+        fields_ok
+        and isinstance(expected, str)
+        and hmac.compare_digest(expected.encode(), state.encode("utf-8", "surrogatepass"))
+    )
+
+
 @operation(
     "GET",
     f"{PREFIX}/callback/",
@@ -173,9 +206,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
     pending = codec.decode(request.cookies.get(STATE_COOKIE))
     failure = redirect(oidc.login_redirect_url_failure)
     failure.del_cookie(STATE_COOKIE, path="/")
-    if not pending or request.query.get("state") != pending.get("state"):
+    if not _state_matches(pending, request.query.get("state")):
+        # Also a session cookie replayed as the state cookie: it is not a login in progress.
         log.warning("OIDC callback with a missing or mismatched state")
         return failure
+    assert pending is not None
     if "error" in request.query or "code" not in request.query:
         if pending.get("silent") and pending.get("return_to"):
             silent = redirect(pending["return_to"])
@@ -207,8 +242,13 @@ async def callback(request: web.Request) -> web.StreamResponse:
     response = redirect(target)
     response.del_cookie(STATE_COOKIE, path="/")
     if CSRF_COOKIE not in request.cookies:
-        set_csrf_cookie(response)
-    session = {"uid": str(user.id), "exp": int(time.time()) + settings.session_cookie_age}
+        set_csrf_cookie(request, response)
+    key = await request.app[keys.LOGIN_SESSIONS].open(user.id, max_age=settings.session_cookie_age)
+    session = {
+        "sid": key,
+        "uid": str(user.id),
+        "exp": int(time.time()) + settings.session_cookie_age,
+    }
     response.set_cookie(
         SESSION_COOKIE,
         codec.encode(session),
@@ -219,6 +259,13 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Ends the login session on the server (a copied cookie is refused from now on), clears
+    the cookie and redirects to the provider's logout. By POST, the CSRF checks apply."""
+    found = session_key(request)
+    if found is not None:
+        if request.method == "POST":
+            check_csrf(request)
+        await request.app[keys.LOGIN_SESSIONS].close(found[0])
     settings = request.app[keys.SETTINGS]
     oidc = settings.oidc
     target = oidc.logout_redirect_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from aiohttp import web
@@ -10,11 +11,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 
 from api import keys
-from api.auth import require_user
+from api.auth import INVALID_TOKEN, bearer_token, require_user
 from api.http import json_response
 from api.openapi import error_responses, operation
-from coordinator.errors import PermissionDenied
+from coordinator.errors import NotAuthenticated, PermissionDenied
 from storage import outbox as outbox_store
+
+
+class OpsTokenRequired(NotAuthenticated):
+    """401 with ``WWW-Authenticate: Bearer``: /metrics asks for the OPS_TOKEN."""
+
+    www_authenticate = "Bearer"
+
+    def __init__(self) -> None:
+        super().__init__(INVALID_TOKEN)
 
 
 class OutboxOut(BaseModel):
@@ -72,6 +82,11 @@ async def outbox(request: web.Request) -> web.Response:
     document=False,
 )
 async def metrics(request: web.Request) -> web.Response:
+    expected = request.app[keys.SETTINGS].ops_token
+    if expected:
+        supplied = bearer_token(request) or ""
+        if not hmac.compare_digest(supplied.encode(), expected.get().encode()):
+            raise OpsTokenRequired()
     registry = CollectorRegistry()
     directory = request.app[keys.DIRECTORY]
     dispatcher = request.app[keys.OUTBOX]

@@ -34,6 +34,8 @@ from pathlib import Path
 import aiohttp
 
 from api.session import SessionCodec
+from coordinator.cache import LookupCache
+from coordinator.sessions import LoginSessions
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from tests.support.factories import Factory
@@ -96,9 +98,10 @@ async def seed(url: str) -> tuple[str, str]:
     factory = Factory(create_sessionmaker(engine))
     owner = await factory.user()
     room = await factory.room(owner=owner, name="Benchmark Room")
+    key = await LoginSessions(factory.sessionmaker, LookupCache(0)).open(owner.id, max_age=86400)
     await engine.dispose()
     cookie = SessionCodec(SECRET_KEY, max_age=86400).encode(
-        {"uid": str(owner.id), "exp": int(time.time()) + 86400}
+        {"sid": key, "uid": str(owner.id), "exp": int(time.time()) + 86400}
     )
     return cookie, room.slug
 

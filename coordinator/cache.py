@@ -93,6 +93,7 @@ class LookupCache:
         self.roles: TTLCache[tuple[Any, Any], Any] = TTLCache(ttl=ttl, max_size=200_000)
         self.accesses: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=50_000)
         self.users: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=100_000)
+        self.sessions: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=100_000)
 
     @property
     def enabled(self) -> bool:

@@ -36,6 +36,7 @@ def _migrate_only_settings() -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from api.access_log import RedactingAccessLogger
     from api.app import create_app
 
     settings = _settings()
@@ -52,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
+        access_log_class=RedactingAccessLogger,
         print=lambda message: print(message, flush=True),
     )
     return 0

@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from coordinator.errors import PermissionDenied
 from coordinator.settings import OIDCSettings
 from storage import users as user_store
 from storage.engine import SessionMaker
 from storage.records import UserRecord
 
-SUB_PATTERN = re.compile(r"^[\w.@+-]+$")
+SUB_PATTERN = re.compile(r"[\w.@+-]+")
 SEVERAL_ACCOUNTS = (
     "Several user accounts share this e-mail address: the login is refused rather than "
     "attached to one of them. Ask an administrator to merge the accounts."
@@ -25,20 +27,26 @@ SEVERAL_ACCOUNTS = (
 INACTIVE = "This user account is inactive."
 NO_ACCOUNT = "No user account matches this identity and accounts are not created automatically."
 INVALID_SUB = "The identity provider sent an invalid subject."
+INVALID_CLAIM = "The identity provider sent a claim with a NUL character."
 
 
 class LoginRefused(PermissionDenied):
     """The identity is valid but may not log in (inactive, ambiguous, or not provisioned)."""
 
 
+def _text(value: Any) -> str:
+    """A claim as stored text: NUL characters (which PostgreSQL cannot store) are dropped."""
+    return str(value).replace("\x00", "")
+
+
 def names_from_claims(
     settings: OIDCSettings, claims: Mapping[str, Any]
 ) -> tuple[str | None, str | None]:
     """``(full_name, short_name)`` per OIDC_USERINFO_FULLNAME_FIELDS / _SHORTNAME_FIELD."""
-    parts = [str(claims[f]).strip() for f in settings.fullname_fields if claims.get(f)]
+    parts = [_text(claims[f]).strip() for f in settings.fullname_fields if claims.get(f)]
     full_name = " ".join(p for p in parts if p) or None
     short = claims.get(settings.shortname_field)
-    short_name = str(short).strip() or None if short else None
+    short_name = _text(short).strip() or None if short else None
     return (full_name[:100] if full_name else None), (short_name[:100] if short_name else None)
 
 
@@ -53,15 +61,41 @@ async def resolve_user(
     """The active user for ``claims`` (``sub`` required), created when allowed.
 
     Lookup order: ``sub``; then, with the e-mail fallback on, exactly one account whose e-mail
-    matches case-insensitively (several → :class:`LoginRefused`). Non-empty e-mail and names
-    are refreshed at every login; ``is_login=False`` (bearer tokens) skips ``last_login``.
+    matches case-insensitively as sent, like Meet's ``iexact`` (several → :class:`LoginRefused`).
+    Non-empty e-mail and names are refreshed at every login; ``is_login=False`` (bearer
+    tokens) skips ``last_login``. Concurrent first logins of one person make one account.
     """
     sub = str(claims.get("sub") or "")
-    if not sub or len(sub) > 255 or not SUB_PATTERN.match(sub):
+    if not sub or len(sub) > 255 or not SUB_PATTERN.fullmatch(sub):
         raise LoginRefused(INVALID_SUB)
-    email = str(claims.get("email") or "").strip() or None
+    email = str(claims.get("email") or "") or None
+    if email is not None and "\x00" in email:
+        # The e-mail identifies (fallback) and receives mail: refused, not silently altered.
+        raise LoginRefused(INVALID_CLAIM)
     full_name, short_name = names_from_claims(settings, claims)
     when = now or datetime.now(UTC)
+    try:
+        return await _resolve(
+            sessionmaker, settings, sub, email, full_name, short_name, when, is_login
+        )
+    except IntegrityError:
+        # A concurrent first request of the same person created (or re-attached) the row
+        # between our read and our write: the unique ``sub`` decided; read it again.
+        return await _resolve(
+            sessionmaker, settings, sub, email, full_name, short_name, when, is_login
+        )
+
+
+async def _resolve(
+    sessionmaker: SessionMaker,
+    settings: OIDCSettings,
+    sub: str,
+    email: str | None,
+    full_name: str | None,
+    short_name: str | None,
+    when: datetime,
+    is_login: bool,
+) -> UserRecord:
     async with sessionmaker.begin() as session:
         user = await user_store.get_user_by_sub(session, sub)
         if user is None and settings.fallback_to_email_for_identification and email:

@@ -325,6 +325,11 @@ class Settings:
     room_creation_callback_cache_timeout: int = 600
     session_cookie_age: int = 12 * 3600
     session_cookie_secure: bool = False
+    # The csrftoken cookie is Secure when this or session_cookie_secure is set.
+    csrf_cookie_secure: bool = False
+    csrf_trusted_origins: tuple[str, ...] = ()
+    # When set, /metrics asks for "Authorization: Bearer <OPS_TOKEN>".
+    ops_token: Secret = field(default_factory=lambda: Secret(""))
     frontend_configuration: dict[str, Any] = field(default_factory=dict)
     frontend_dist_dir: str | None = None
     lookup_cache_seconds: float = 2.0
@@ -454,6 +459,11 @@ class Settings:
             or 600,
             session_cookie_age=env.integer("SESSION_COOKIE_AGE", 12 * 3600, minimum=60) or 43200,
             session_cookie_secure=env.flag("SESSION_COOKIE_SECURE", False),
+            csrf_cookie_secure=env.flag("CSRF_COOKIE_SECURE", False),
+            csrf_trusted_origins=env.items(
+                "CSRF_TRUSTED_ORIGINS", env.items("DJANGO_CSRF_TRUSTED_ORIGINS", ())
+            ),
+            ops_token=env.secret("OPS_TOKEN"),
             frontend_configuration=env.json_object("FRONTEND_CONFIGURATION"),
             frontend_dist_dir=env.optional_str("FRONTEND_DIST_DIR"),
             lookup_cache_seconds=env.number("MEET_LOOKUP_CACHE_SECONDS", 2.0, allow_zero=True),

@@ -60,6 +60,7 @@ class SQLiteSessionMaker(async_sessionmaker[AsyncSession]):
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite`` or ``postgresql+asyncpg`` URLs."""
+    kwargs.setdefault("hide_parameters", True)  # no e-mail or sub in logged SQL errors
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(url, **kwargs)

@@ -59,8 +59,13 @@ RECORDING_ACCESSES: Table = Base.metadata.tables["meet_recording_access"]
 
 #: Foreign keys to ``meet_user.id`` this module moves; any other one would be lost by the
 #: ``ON DELETE CASCADE`` of the account deletion, so :func:`merge_duplicate_users` refuses to run.
+#: Login sessions (``meet_session``) are not moved: a merged-away account's sessions end with it.
 HANDLED_USER_REFERENCES = frozenset(
-    {("meet_resource_access", "user_id"), ("meet_recording_access", "user_id")}
+    {
+        ("meet_resource_access", "user_id"),
+        ("meet_recording_access", "user_id"),
+        ("meet_session", "user_id"),
+    }
 )
 
 #: Characters a blank e-mail may consist of.

@@ -234,3 +234,17 @@ class OutboxMessage(TimestampedMixin, Base):
     lease_token: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class LoginSession(Base):
+    """A browser login: the signed cookie carries a random key, this row (its hash) makes it
+    valid. Logout and deactivation delete rows; a cookie whose row is gone is refused."""
+
+    __tablename__ = "meet_session"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("meet_user.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import User
 from storage.records import Page, UserRecord
+from storage.sessions import delete_user_sessions
 
 
 def user_record(user: User) -> UserRecord:
@@ -41,9 +42,10 @@ async def get_user_by_sub(session: AsyncSession, sub: str) -> UserRecord | None:
 
 
 async def find_users_by_email(session: AsyncSession, email: str) -> list[UserRecord]:
-    """Users whose e-mail equals ``email`` case-insensitively (exact otherwise)."""
+    """Users whose e-mail equals ``email`` case-insensitively, as Django's ``iexact`` (no
+    stripping: the address is compared as the provider sent it)."""
     rows = await session.scalars(
-        select(User).where(func.lower(User.email) == email.strip().lower()).limit(2)
+        select(User).where(func.upper(User.email) == func.upper(email)).limit(2)
     )
     return [user_record(u) for u in rows]
 
@@ -62,6 +64,10 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, **fields: Any) 
     for name, value in fields.items():
         setattr(user, name, value)
     await session.flush()
+    if fields.get("is_active") is False:
+        # Deactivation ends every login session of the account (bearer tokens are refused
+        # by their per-request activity check).
+        await delete_user_sessions(session, user_id)
     return user_record(user)
 
 

@@ -22,6 +22,8 @@ from schemathesis.specs.openapi.checks import (
 from api.app import create_app
 from api.openapi import REGISTRY
 from api.session import SessionCodec
+from coordinator.cache import LookupCache
+from coordinator.sessions import LoginSessions
 from storage.engine import create_engine, create_sessionmaker
 from tests.conftest import TEST_SECRET_KEY, make_settings, run_in_thread
 from tests.support.factories import Factory
@@ -48,12 +50,14 @@ def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         user = await factory.user()
         seeded["user"] = user
         seeded["room"] = await factory.room(owner=user, name="fuzzed room")
+        sessions = LoginSessions(factory.sessionmaker, LookupCache(0))
+        seeded["sid"] = await sessions.open(user.id, max_age=24 * 3600)
         await engine.dispose()
 
     run_in_thread(seed())
     server = ServerThread(lambda: create_app(make_settings(url))).start()
     session = SessionCodec(TEST_SECRET_KEY, max_age=3600).encode(
-        {"uid": str(seeded["user"].id), "exp": 2**40}
+        {"sid": seeded["sid"], "uid": str(seeded["user"].id), "exp": 2**40}
     )
     try:
         yield Live(server.url, {"sessionid": session, "csrftoken": "csrf"}, str(seeded["room"].id))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
+import weakref
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -77,13 +79,47 @@ class Factory:
         return room, user
 
 
+_PENDING_LOGINS: weakref.WeakKeyDictionary[TestClient[Any, Any], list[asyncio.Task[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def login(client: TestClient[Any, Any], codec: SessionCodec, user: UserRecord) -> None:
-    """Give ``client`` a session cookie for ``user`` and a CSRF token (cookie + header)."""
+    """Give ``client`` a session for ``user`` and a CSRF token (cookie + header).
+
+    The session is opened on the server like a real login (a row in the sessions table);
+    callers stay synchronous: the client's next request waits until the row is written.
+    """
+    import secrets
     import time
 
-    session = codec.encode({"uid": str(user.id), "exp": int(time.time()) + 3600})
-    client.session.cookie_jar.update_cookies({SESSION_COOKIE: session, CSRF_COOKIE: "csrf-test"})
-    client.session.headers[CSRF_HEADER] = "csrf-test"
+    from api import keys
+
+    sessions = client.app[keys.LOGIN_SESSIONS]
+    pending = asyncio.get_running_loop().create_task(sessions.open(user.id, max_age=3600))
+    csrf = secrets.token_urlsafe(8)
+    client.session.headers[CSRF_HEADER] = csrf
+    client.session.cookie_jar.update_cookies({CSRF_COOKIE: csrf})
+
+    async def settle() -> str:
+        key: str = await pending
+        cookie = codec.encode({"sid": key, "uid": str(user.id), "exp": int(time.time()) + 3600})
+        client.session.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
+        return key
+
+    if client not in _PENDING_LOGINS:
+        _PENDING_LOGINS[client] = []
+        original = client._request
+
+        async def _request(method: str, path: Any, **kwargs: Any) -> Any:
+            waiting = _PENDING_LOGINS[client]
+            for task in list(waiting):
+                await task  # concurrent requests all wait, a finished task at once
+            waiting[:] = [task for task in waiting if not task.done()]
+            return await original(method, path, **kwargs)
+
+        setattr(client, "_request", _request)  # noqa: B010
+    _PENDING_LOGINS[client].append(asyncio.get_running_loop().create_task(settle()))
 
 
 def logout(client: TestClient[Any, Any]) -> None:
