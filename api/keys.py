@@ -8,6 +8,7 @@ from aiohttp import web
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
+from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
 from coordinator.outbox import OutboxDispatcher
 from coordinator.reconcile import Reconciler
@@ -27,6 +28,14 @@ class Throttles:
         self.creation_callback = Throttle(600, 60.0)
 
 
+class IntegrationThrottles:
+    """The limiters of the flagged integrations (Meet's ``*_THROTTLE_RATES``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.connection_test = Throttle(*settings.connection_test_throttle_rate)
+        self.roomkit_join = Throttle(*settings.roomkit_join_throttle_rate)
+
+
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONMAKER = web.AppKey("sessionmaker", SessionMaker)
 ROOMS = web.AppKey("rooms", RoomService)
@@ -40,5 +49,7 @@ RECORDINGS = web.AppKey("recordings", RecordingLifecycle)
 OUTBOX = web.AppKey("outbox", OutboxDispatcher)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 THROTTLES = web.AppKey("throttles", Throttles)
+INTEGRATION_THROTTLES = web.AppKey("integration_throttles", IntegrationThrottles)
+INTEGRATIONS = web.AppKey("integrations", Integrations)
 
 USER = web.RequestKey("user", UserRecord)
