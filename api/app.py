@@ -91,7 +91,8 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
     app[keys.LIVEKIT] = adapter
-    app[keys.INTEGRATIONS] = Integrations(settings, app[keys.SESSIONMAKER], adapter)
+    integrations = Integrations(settings, app[keys.SESSIONMAKER], adapter)
+    app[keys.INTEGRATIONS] = integrations
     lifecycle = RecordingLifecycle(
         settings, app[keys.SESSIONMAKER], adapter, slug_of=app[keys.ROOMS].slug_of
     )
@@ -114,3 +115,4 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     await reconciler.stop()
     await dispatcher.stop()
     await directory.close()
+    await integrations.close()

@@ -48,6 +48,7 @@ async def connection(request: web.Request) -> web.Response:
     if not settings.connection_test_enabled:
         raise NotFound()
     test = connection_test(settings, identity.user)
+    request.app[keys.INTEGRATIONS].schedule_connection_test_cleanup(test.room)
     return json_response(
         {
             "livekit": {

@@ -155,6 +155,43 @@ class Integrations:
         self._sessionmaker = sessionmaker
         self._media = media
         self._locks = _KeyedLocks()
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    # -- connection-test rooms ---------------------------------------------------------
+
+    def schedule_connection_test_cleanup(self, room: str) -> None:
+        """Delete the test room once its token expired (+ CONNECTION_TEST_ROOM_EXTRA_AGE_SECONDS).
+
+        LiveKit refreshes the tokens of connected clients, so expiry alone does not end a test.
+        Runs only with the server's background tasks on (Meet: only with Celery).
+        """
+        if not self._settings.background_tasks:
+            return
+        delay = (
+            self._settings.connection_test_token_ttl_seconds
+            + self._settings.connection_test_room_extra_age_seconds
+        )
+        task = asyncio.get_running_loop().create_task(self._delete_test_room(room, delay))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _delete_test_room(self, room: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not room.startswith(self._settings.connection_test_room_prefix):
+            return  # only ever the rooms this module named
+        try:
+            await self._media.delete_room(room)
+        except LiveKitNotFound:
+            pass  # nobody connected, or already gone
+        except CoordinatorError as exc:
+            log.warning("connection-test room %s not deleted: %s", room, exc)
+
+    async def close(self) -> None:
+        """Cancel the pending cleanups (the rooms then end with their empty timeout)."""
+        for task in list(self._cleanups):
+            task.cancel()
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     async def _rule_ids(self, name: str) -> list[str]:
         rules = await self._media.list_sip_dispatch_rules()

@@ -348,6 +348,11 @@ class LiveKitAdapter:
         )
         return _egress(info)
 
+    async def delete_room(self, room: str) -> None:
+        """DeleteRoom (connection-test cleanup); :class:`LiveKitNotFound` when it is gone."""
+        request = api.DeleteRoomRequest(room=room)
+        await self._call("DeleteRoom", lambda: self._api.room.delete_room(request))
+
     # -- agent dispatch (subtitles, metadata collector) ----------------------------------
 
     async def create_agent_dispatch(self, room: str, agent_name: str, metadata: str = "") -> str:

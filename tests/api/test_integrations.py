@@ -44,7 +44,8 @@ def make_client(
             api_url=livekit_standin.url,
             timeout_seconds=0.5,
         )
-        settings = make_settings(database_url, livekit=livekit, background_tasks=False, **overrides)
+        overrides.setdefault("background_tasks", False)
+        settings = make_settings(database_url, livekit=livekit, **overrides)
         client: Client = await aiohttp_client(create_app(settings))
         livekit_standin.webhook_url = str(client.make_url("/api/v1.0/rooms/webhooks-livekit/"))
         return client
@@ -126,6 +127,26 @@ async def test_connection_test_is_throttled(make_client: MakeClient, factory: Fa
     user = await factory.user()
     login(client, client.app[keys.SESSIONS], user)  # an authenticated caller has its own bucket
     assert (await client.post(CONNECTION)).status == 200
+
+
+async def test_connection_test_room_is_deleted_after_its_token(
+    make_client: MakeClient, livekit_standin: LiveKitStandin
+) -> None:
+    client = await make_client(
+        connection_test_enabled=True,
+        connection_test_token_ttl_seconds=1,
+        connection_test_room_extra_age_seconds=1,
+        background_tasks=True,
+    )
+    first, second = [(await (await client.post(CONNECTION)).json())["livekit"] for _ in range(2)]
+    livekit_standin.join(first["room"], "tester")  # one tester stays connected, one never came
+    await asyncio.sleep(2.5)
+    assert livekit_standin.room(first["room"]) is None
+    requests: list[Any] = [c.request for c in livekit_standin.calls_for("DeleteRoom")]
+    deleted = [r.room for r in requests]
+    assert sorted(deleted) == sorted([first["room"], second["room"]])
+    # Webhooks of test rooms are ignored: no actor, no SIP, no recording lookups.
+    assert first["room"] not in client.app[keys.DIRECTORY].active_rooms()
 
 
 # -- subtitles ----------------------------------------------------------------------------------
