@@ -23,6 +23,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import phonenumbers
+
 from coordinator.errors import CoordinatorError
 from coordinator.livekit import LiveKitAdapter, LiveKitError, LiveKitNotFound
 from coordinator.media import WebhookEvent
@@ -47,6 +49,37 @@ def sip_rule_name(room_id: uuid.UUID | str) -> str:
 
 def sip_enabled(settings: Settings) -> bool:
     return settings.room_telephony_enabled or settings.roomkit_enabled
+
+
+def telephony_config(settings: Settings) -> dict[str, Any]:
+    """The ``telephony`` block of ``/config/`` (§5.1): the dial-in number, internationally.
+
+    Enabled only with ROOM_TELEPHONY_ENABLED and a ROOM_TELEPHONY_PHONE_NUMBER that parses with
+    ROOM_TELEPHONY_DEFAULT_COUNTRY; otherwise ``{"enabled": false}`` and a warning.
+    """
+    if not settings.room_telephony_enabled:
+        return {"enabled": False}
+    raw = settings.room_telephony_phone_number
+    country = settings.room_telephony_default_country
+    try:
+        if not raw or not country:
+            raise phonenumbers.NumberParseException(0, "no number or no default country")
+        parsed = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException:
+        log.warning(
+            "telephony is enabled but ROOM_TELEPHONY_PHONE_NUMBER %r with default country %r "
+            "cannot be formatted: telephony is announced as disabled",
+            raw,
+            country,
+        )
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "default_country": phonenumbers.region_code_for_number(parsed),
+        "international_phone_number": phonenumbers.format_number(
+            parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        ),
+    }
 
 
 # -- connection test ---------------------------------------------------------------------

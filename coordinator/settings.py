@@ -324,6 +324,8 @@ class Settings:
     metadata_collector_agent_name: str = "metadata-collector"
     roomkit_server_to_server_api_token: Secret = field(default_factory=lambda: Secret(""))
     roomkit_join_throttle_rate: tuple[int, float] = (300, 60.0)
+    room_telephony_phone_number: str | None = None
+    room_telephony_default_country: str = "US"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -520,6 +522,8 @@ class Settings:
                 env, "ROOMKIT_SERVER_TO_SERVER_API_TOKEN"
             ),
             roomkit_join_throttle_rate=_drf_rate(env, "ROOMKIT_JOIN_THROTTLE_RATES", (300, 60.0)),
+            room_telephony_phone_number=env.optional_str("ROOM_TELEPHONY_PHONE_NUMBER"),
+            room_telephony_default_country=env.text("ROOM_TELEPHONY_DEFAULT_COUNTRY", "US"),
         )
 
 

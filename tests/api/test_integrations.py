@@ -430,6 +430,43 @@ async def test_sip_failure_on_webhook_is_retried(
     assert rules_of(livekit_standin, room) == []
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, {"enabled": False}),
+        ({"room_telephony_phone_number": "0123456789"}, {"enabled": False}),  # flag off
+        (
+            {"room_telephony_enabled": True, "room_telephony_phone_number": "0123456789"},
+            {
+                "enabled": True,
+                "default_country": "FR",
+                "international_phone_number": "+33 1 23 45 67 89",
+            },
+        ),
+        (
+            {
+                "room_telephony_enabled": True,
+                "room_telephony_phone_number": "+1 650 253 0000",
+                "room_telephony_default_country": "FR",
+            },
+            {
+                "enabled": True,
+                "default_country": "US",
+                "international_phone_number": "+1 650-253-0000",
+            },
+        ),
+        ({"room_telephony_enabled": True, "room_telephony_phone_number": "x"}, {"enabled": False}),
+        ({"room_telephony_enabled": True}, {"enabled": False}),
+    ],
+)
+async def test_config_announces_the_dial_in_number(
+    make_client: MakeClient, overrides: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    overrides.setdefault("room_telephony_default_country", "FR")
+    client = await make_client(**overrides)
+    assert (await config(client))["telephony"] == expected
+
+
 # -- roomkit join ----------------------------------------------------------------------------
 
 JOIN = "/api/v1.0/roomkit/join/"

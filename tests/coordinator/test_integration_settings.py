@@ -26,6 +26,8 @@ def test_defaults_follow_meet() -> None:
     assert settings.room_telephony_enabled is False and settings.roomkit_enabled is False
     assert not settings.roomkit_server_to_server_api_token
     assert settings.roomkit_join_throttle_rate == (300, 60.0)
+    assert settings.room_telephony_phone_number is None
+    assert settings.room_telephony_default_country == "US"
 
 
 def test_meet_names_are_read(tmp_path: Path) -> None:
@@ -41,6 +43,8 @@ def test_meet_names_are_read(tmp_path: Path) -> None:
         "ROOMKIT_ENABLED": "true",
         "ROOMKIT_SERVER_TO_SERVER_API_TOKEN": "server-token",
         "ROOMKIT_JOIN_THROTTLE_RATES": "5/s",
+        "ROOM_TELEPHONY_PHONE_NUMBER": "+33 1 23 45 67 89",
+        "ROOM_TELEPHONY_DEFAULT_COUNTRY": "FR",
     }
     settings = Settings.from_env(env)
     assert settings.connection_test_enabled and settings.room_subtitle_enabled
@@ -54,6 +58,8 @@ def test_meet_names_are_read(tmp_path: Path) -> None:
     assert settings.roomkit_server_to_server_api_token.get() == "server-token"
     assert "server-token" not in repr(settings)
     assert settings.roomkit_join_throttle_rate == (5, 1.0)
+    assert settings.room_telephony_phone_number == "+33 1 23 45 67 89"
+    assert settings.room_telephony_default_country == "FR"
     secret_file = tmp_path / "token"
     secret_file.write_text("from-a-file\n")
     from_file = Settings.from_env(
