@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import keys
-from api.http import json_response, read_json
+from api.http import MAX_BODY_BYTES, json_response, read_json
 from api.openapi import error_responses, operation
 from api.schemas import ActionStatusOut
 from coordinator.errors import (
@@ -77,6 +77,16 @@ def pin_code(data: Any, length: int) -> str:
     return text
 
 
+async def read_body(request: web.Request) -> Any:
+    """JSON, or a multipart form as DRF's parsers also accept; other types are 415."""
+    if request.content_type == "multipart/form-data":
+        if request.content_length and request.content_length > MAX_BODY_BYTES:
+            raise InvalidRequest("Request body too large.")
+        form = await request.post()
+        return {key: form[key] for key in form}
+    return await read_json(request)
+
+
 @operation(
     "POST",
     "/api/v1.0/roomkit/join/",
@@ -94,7 +104,7 @@ async def roomkit_join(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     if not settings.roomkit_enabled:
         raise NotFound()
-    pin = pin_code(await read_json(request), settings.room_telephony_pin_length)
+    pin = pin_code(await read_body(request), settings.room_telephony_pin_length)
     integrations = request.app[keys.INTEGRATIONS]
     room = await integrations.room_by_pin(pin)
     if room is None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
@@ -556,6 +557,17 @@ async def test_roomkit_join_ensures_the_rule_once(
     )
     assert [r.status for r in responses] == [200] * 8
     assert len(rules_of(livekit_standin, room)) == 1
+    # A multipart form is read too (DRF's parsers); other media types are refused.
+    form = aiohttp.FormData({"pin_code": "1234567890"}, default_to_multipart=True)
+    response = await client.post(JOIN, data=form, headers=S2S)
+    assert response.status == 200
+    urlencoded = aiohttp.FormData({"pin_code": "1234567890"})
+    assert (await client.post(JOIN, data=urlencoded, headers=S2S)).status == 415
+    upload = aiohttp.FormData()
+    upload.add_field("pin_code", b"1234567890", filename="pin.txt")
+    response = await client.post(JOIN, data=upload, headers=S2S)
+    assert response.status == 400
+    assert await response.json() == {"pin_code": ["Not a valid string."]}
 
 
 async def test_roomkit_join_livekit_failures(
