@@ -10,6 +10,7 @@ from aiohttp import web
 from api import (  # noqa: F401  (register routes)
     accesses,
     config,
+    diagnostics,
     keys,
     lobby,
     oidc,
@@ -17,7 +18,9 @@ from api import (  # noqa: F401  (register routes)
     participants,
     recording_actions,
     recordings,
+    roomkit,
     rooms,
+    subtitles,
     users,
     webhooks,
 )
@@ -31,6 +34,7 @@ from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
 from coordinator.identity import LobbyIds
+from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
 from coordinator.outbox import OutboxDispatcher, egress_times_from
 from coordinator.reconcile import Reconciler
@@ -55,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CONFIG_BODY] = dumps(frontend_config(settings))
     app[keys.THROTTLES] = keys.Throttles(settings.throttles)
     app[keys.LOBBY_IDS] = LobbyIds(settings.secret_key.get())
+    app[keys.INTEGRATION_THROTTLES] = keys.IntegrationThrottles(settings)
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(rooms_ctx)
@@ -90,6 +95,8 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
     app[keys.LIVEKIT] = adapter
+    integrations = Integrations(settings, app[keys.SESSIONMAKER], adapter)
+    app[keys.INTEGRATIONS] = integrations
     lifecycle = RecordingLifecycle(
         settings, app[keys.SESSIONMAKER], adapter, slug_of=app[keys.ROOMS].slug_of
     )
@@ -112,3 +119,4 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     await reconciler.stop()
     await dispatcher.stop()
     await directory.close()
+    await integrations.close()

@@ -12,6 +12,7 @@ from api import keys
 from api.http import json_response
 from api.openapi import REGISTRY, build_document, operation
 from api.schemas import HeartbeatOut, VersionOut
+from coordinator.integrations import telephony_config
 from coordinator.settings import Settings
 from storage.engine import is_outage, outage_summary, probe_writes
 
@@ -68,7 +69,7 @@ def frontend_config(settings: Settings) -> dict[str, Any]:
             "allowed_extensions": [".jpeg", ".jpg", ".png"],
             "allowed_mimetypes": ["image/jpeg", "image/png"],
         },
-        "telephony": {"enabled": False},
+        "telephony": telephony_config(settings),
         "resource": {"default_access_level": settings.resource_default_access_level},
         "subtitle": {"enabled": settings.room_subtitle_enabled},
         "diagnostics": {"connection_test_enabled": settings.connection_test_enabled},

@@ -10,6 +10,7 @@ from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
 from coordinator.errors import Throttled
 from coordinator.identity import LobbyIds
+from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
 from coordinator.outbox import OutboxDispatcher
 from coordinator.reconcile import Reconciler
@@ -43,6 +44,14 @@ class Throttles:
             raise Throttled(throttled_message(wait))
 
 
+class IntegrationThrottles:
+    """The limiters of the flagged integrations (Meet's ``*_THROTTLE_RATES``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.connection_test = Throttle(*settings.connection_test_throttle_rate)
+        self.roomkit_join = Throttle(*settings.roomkit_join_throttle_rate)
+
+
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONMAKER = web.AppKey("sessionmaker", SessionMaker)
 ROOMS = web.AppKey("rooms", RoomService)
@@ -58,5 +67,7 @@ RECONCILER = web.AppKey("reconciler", Reconciler)
 THROTTLES = web.AppKey("throttles", Throttles)
 LOBBY_IDS = web.AppKey("lobby_ids", LobbyIds)
 LOGIN_SESSIONS = web.AppKey("login_sessions", LoginSessions)
+INTEGRATION_THROTTLES = web.AppKey("integration_throttles", IntegrationThrottles)
+INTEGRATIONS = web.AppKey("integrations", Integrations)
 
 USER = web.RequestKey("user", UserRecord)

@@ -58,6 +58,7 @@ async def livekit_webhook(request: web.Request) -> web.Response:
         return json_response(SUCCESS)
     try:
         await request.app[keys.DIRECTORY].call(room, ApplyWebhook(event))
+        await request.app[keys.INTEGRATIONS].on_webhook(event)  # SIP rules, agent dispatches
     except CoordinatorError as exc:
         log.warning("webhook %s for room %s not applied: %s", event.id, room, exc)
         return json_response(ERROR, status=503)

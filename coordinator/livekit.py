@@ -16,13 +16,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 from google.protobuf import json_format
 from livekit import api
+from livekit.protocol import agent_dispatch as agent_proto
 from livekit.protocol import egress as egress_proto
 from livekit.protocol import models
+from livekit.protocol import sip as sip_proto
 
 from coordinator.errors import NotFound, Unavailable, UpstreamError
 from coordinator.media import Egress, FileResult, Participant, RoomInfo, Track, WebhookEvent
@@ -37,6 +40,7 @@ __all__ = [
     "LiveKitError",
     "LiveKitNotFound",
     "LiveKitUnavailable",
+    "SIPDispatchRule",
 ]
 
 
@@ -117,6 +121,21 @@ def webhook_event(event: Any) -> WebhookEvent:
         track=_track(event.track) if event.HasField("track") else None,
         egress=_egress(event.egress_info) if event.HasField("egress_info") else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SIPDispatchRule:
+    """A SIP dispatch rule as LiveKit lists it (direct rules carry a room and a PIN)."""
+
+    rule_id: str
+    name: str
+    room_name: str
+    pin: str
+
+
+def _sip_rule(info: sip_proto.SIPDispatchRuleInfo) -> SIPDispatchRule:
+    direct = info.rule.dispatch_rule_direct
+    return SIPDispatchRule(info.sip_dispatch_rule_id, info.name, direct.room_name, direct.pin)
 
 
 class LiveKitAdapter:
@@ -328,6 +347,61 @@ class LiveKitAdapter:
             lambda: self._api.egress.start_room_composite_egress(request),
         )
         return _egress(info)
+
+    async def delete_room(self, room: str) -> None:
+        """DeleteRoom (connection-test cleanup); :class:`LiveKitNotFound` when it is gone."""
+        request = api.DeleteRoomRequest(room=room)
+        await self._call("DeleteRoom", lambda: self._api.room.delete_room(request))
+
+    # -- agent dispatch (subtitles, metadata collector) ----------------------------------
+
+    async def create_agent_dispatch(self, room: str, agent_name: str, metadata: str = "") -> str:
+        """Dispatch ``agent_name`` to ``room`` (AgentDispatchService.CreateDispatch); its id."""
+        request = agent_proto.CreateAgentDispatchRequest(
+            agent_name=agent_name, room=room, metadata=metadata
+        )
+        dispatch = await self._call(
+            "CreateDispatch", lambda: self._api.agent_dispatch.create_dispatch(request)
+        )
+        if not dispatch.id:
+            raise LiveKitError("CreateDispatch: no dispatch id in the answer")
+        return str(dispatch.id)
+
+    async def delete_agent_dispatch(self, room: str, dispatch_id: str) -> None:
+        """DeleteDispatch; :class:`LiveKitNotFound` when the room or the dispatch is gone."""
+        await self._call(
+            "DeleteDispatch",
+            lambda: self._api.agent_dispatch.delete_dispatch(dispatch_id, room),
+        )
+
+    # -- SIP dispatch rules (telephony, roomkit) ----------------------------------------
+
+    async def list_sip_dispatch_rules(self) -> list[SIPDispatchRule]:
+        """Every SIP dispatch rule (LiveKit cannot filter by name server-side)."""
+        request = sip_proto.ListSIPDispatchRuleRequest()
+        response = await self._call(
+            "ListSIPDispatchRule", lambda: self._api.sip.list_dispatch_rule(request)
+        )
+        return [_sip_rule(info) for info in response.items]
+
+    async def create_sip_dispatch_rule(self, name: str, *, room_name: str, pin: str) -> str:
+        """A "direct" rule routing callers who type ``pin`` to ``room_name``; its id."""
+        rule = sip_proto.SIPDispatchRule(
+            dispatch_rule_direct=sip_proto.SIPDispatchRuleDirect(room_name=room_name, pin=pin)
+        )
+        request = sip_proto.CreateSIPDispatchRuleRequest(
+            dispatch_rule=sip_proto.SIPDispatchRuleInfo(rule=rule, name=name)
+        )
+        info = await self._call(
+            "CreateSIPDispatchRule", lambda: self._api.sip.create_dispatch_rule(request)
+        )
+        return str(info.sip_dispatch_rule_id)
+
+    async def delete_sip_dispatch_rule(self, rule_id: str) -> None:
+        request = sip_proto.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=rule_id)
+        await self._call(
+            "DeleteSIPDispatchRule", lambda: self._api.sip.delete_dispatch_rule(request)
+        )
 
 
 def _permission(values: dict[str, Any]) -> models.ParticipantPermission:

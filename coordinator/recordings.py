@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from coordinator.errors import Conflict, CoordinatorError, NotFound, UpstreamError
+from coordinator.integrations import start_metadata_collector
 from coordinator.livekit import LiveKitAdapter
 from coordinator.media import Egress
 from coordinator.notifications import notification_targets, summary_idempotency_key
@@ -136,6 +137,14 @@ class RecordingLifecycle:
                 only_from=("initiated",),
                 worker_id=egress.egress_id,
             )
+        await start_metadata_collector(  # issue 8: best effort, never raises
+            self._settings,
+            self._sessionmaker,
+            self._media,
+            room=room,
+            recording_id=recording_id,
+            options=options,
+        )
         state = RecordingState(recording_id, mode, "active", egress.egress_id, egress.status)
         metadata = {
             "recording_mode": options.get("original_mode") or mode,

@@ -353,6 +353,16 @@ class Settings:
     connection_test_room_prefix: str = "connection-test"
     version: str = "0.1.0"
     throttles: ThrottleSettings = field(default_factory=ThrottleSettings)
+    # Issue 8 point 4: diagnostics, subtitles, metadata collector, telephony/roomkit SIP.
+    connection_test_token_ttl_seconds: int = 300
+    connection_test_room_extra_age_seconds: int = 10
+    connection_test_throttle_rate: tuple[int, float] = (30, 60.0)
+    room_subtitle_agent_name: str = "multi-user-transcriber"
+    metadata_collector_agent_name: str = "metadata-collector"
+    roomkit_server_to_server_api_token: Secret = field(default_factory=lambda: Secret(""))
+    roomkit_join_throttle_rate: tuple[int, float] = (300, 60.0)
+    room_telephony_phone_number: str | None = None
+    room_telephony_default_country: str = "US"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -544,7 +554,61 @@ class Settings:
                 "METADATA_COLLECTOR_OUTPUT_FOLDER", "metadata"
             ),
             recording_reconcile_seconds=env.number("MEET_RECORDING_RECONCILE_SECONDS", 60.0),
+            connection_test_token_ttl_seconds=env.integer(
+                "CONNECTION_TEST_TOKEN_TTL_SECONDS", 300, minimum=1
+            )
+            or 300,
+            connection_test_room_extra_age_seconds=env.integer(
+                "CONNECTION_TEST_ROOM_EXTRA_AGE_SECONDS", 10, minimum=1
+            )
+            or 10,
+            connection_test_throttle_rate=_drf_rate(
+                env, "CONNECTION_TEST_THROTTLE_RATES", (30, 60.0)
+            ),
+            room_subtitle_agent_name=env.text("ROOM_SUBTITLE_AGENT_NAME", "multi-user-transcriber"),
+            metadata_collector_agent_name=env.text(
+                "METADATA_COLLECTOR_AGENT_NAME", "metadata-collector"
+            ),
+            roomkit_server_to_server_api_token=_secret_or_file(
+                env, "ROOMKIT_SERVER_TO_SERVER_API_TOKEN"
+            ),
+            roomkit_join_throttle_rate=_drf_rate(env, "ROOMKIT_JOIN_THROTTLE_RATES", (300, 60.0)),
+            room_telephony_phone_number=env.optional_str("ROOM_TELEPHONY_PHONE_NUMBER"),
+            room_telephony_default_country=env.text("ROOM_TELEPHONY_DEFAULT_COUNTRY", "US"),
         )
+
+
+_DRF_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _drf_rate(env: _Env, name: str, default: tuple[int, float]) -> tuple[int, float]:
+    """A DRF throttle rate (``30/minute``, ``5/s``…) as ``(requests, seconds)``."""
+    value = env.text(name)
+    if not value:
+        return default
+    count, sep, period = value.partition("/")
+    seconds = _DRF_PERIODS.get(period.strip()[:1])
+    try:
+        requests = int(count.strip())
+    except ValueError:
+        requests = -1
+    if not sep or seconds is None or requests < 1:
+        raise ConfigurationError(
+            f"{name}={value!r} is not a throttle rate (use e.g. 30/minute, 5/second)."
+        )
+    return requests, seconds
+
+
+def _secret_or_file(env: _Env, name: str) -> Secret:
+    """A secret given directly or, as Meet's SecretFileValue allows, in ``<NAME>_FILE``."""
+    path = env.optional_str(f"{name}_FILE")
+    if path and not env.raw(name):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return Secret(handle.read().strip())
+        except OSError as exc:
+            raise ConfigurationError(f"{name}_FILE={path!r} cannot be read: {exc}") from None
+    return env.secret(name)
 
 
 def _parser_name(value: str) -> str:

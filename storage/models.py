@@ -170,6 +170,8 @@ class Recording(TimestampedMixin, Base):
     mode: Mapped[str] = mapped_column(String(20), default="screen_recording")
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     external_process_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The metadata-collector agent dispatched at recording start (issue 8), deleted at egress_ended.
+    metadata_collector_dispatch_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class RecordingAccess(TimestampedMixin, Base):

@@ -90,6 +90,7 @@ SIGNED_ENDPOINTS = {
     "/api/v1.0/rooms/webhooks-livekit/",
     "/api/v1.0/recordings/external-process-hook/",
     "/api/v1.0/recordings/storage-hook/",
+    "/api/v1.0/roomkit/join/",  # the SIP module's server-to-server token
 }
 OPERATIONS = [(op.method, op.path) for op in REGISTRY.operations]
 

@@ -115,3 +115,10 @@ def require_admin(claims: Claims | None, room: str) -> None:
     video = claims.video if claims is not None else None
     if video is None or not video.room_admin or video.room != room:
         raise permission_denied()
+
+
+def require_sip_admin(claims: Claims | None) -> None:
+    """``EnsureSIPAdminPermission``: the ``sip.admin`` grant."""
+    sip = claims.sip if claims is not None else None
+    if sip is None or not sip.admin:
+        raise permission_denied()

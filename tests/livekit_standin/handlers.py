@@ -15,11 +15,13 @@ from livekit.api.access_token import Claims
 from livekit.protocol import agent_dispatch as ad
 from livekit.protocol import egress as eg
 from livekit.protocol import room as room_pb
+from livekit.protocol import sip as sip_pb
 from livekit.protocol.models import DisconnectReason
 
-from .auth import require_admin, require_flag
+from .auth import require_admin, require_flag, require_sip_admin
 from .egress import EgressEngine
 from .rooms import RoomManager
+from .sip import SIPDispatchRules
 from .twirp import MethodSpec, TwirpError
 
 Handler = Callable[[Claims | None, Any], Message]
@@ -35,9 +37,12 @@ def unimplemented(spec: MethodSpec) -> TwirpError:
 class Handlers:
     """The dispatch table; :meth:`get` returns ``None`` for unimplemented methods."""
 
-    def __init__(self, rooms: RoomManager, egress: EgressEngine) -> None:
+    def __init__(
+        self, rooms: RoomManager, egress: EgressEngine, sip: SIPDispatchRules | None = None
+    ) -> None:
         self.rooms = rooms
         self.egress = egress
+        self.sip = sip if sip is not None else SIPDispatchRules()
         self._table: dict[str, Handler] = {
             "RoomService/CreateRoom": self.create_room,
             "RoomService/ListRooms": self.list_rooms,
@@ -58,6 +63,9 @@ class Handlers:
             "AgentDispatchService/CreateDispatch": self.create_dispatch,
             "AgentDispatchService/DeleteDispatch": self.delete_dispatch,
             "AgentDispatchService/ListDispatch": self.list_dispatch,
+            "SIP/CreateSIPDispatchRule": self.create_sip_dispatch_rule,
+            "SIP/ListSIPDispatchRule": self.list_sip_dispatch_rule,
+            "SIP/DeleteSIPDispatchRule": self.delete_sip_dispatch_rule,
         }
 
     def get(self, spec: MethodSpec) -> Handler | None:
@@ -175,3 +183,22 @@ class Handlers:
         require_admin(claims, req.room)
         dispatches = self.rooms.list_dispatch(req.room, req.dispatch_id)
         return ad.ListAgentDispatchResponse(agent_dispatches=dispatches)
+
+    # -------------------------------------------------------------------- SIP
+    def create_sip_dispatch_rule(
+        self, claims: Claims | None, req: sip_pb.CreateSIPDispatchRuleRequest
+    ) -> Message:
+        require_sip_admin(claims)
+        return self.sip.create(req)
+
+    def list_sip_dispatch_rule(
+        self, claims: Claims | None, req: sip_pb.ListSIPDispatchRuleRequest
+    ) -> Message:
+        require_sip_admin(claims)
+        return sip_pb.ListSIPDispatchRuleResponse(items=self.sip.list(req))
+
+    def delete_sip_dispatch_rule(
+        self, claims: Claims | None, req: sip_pb.DeleteSIPDispatchRuleRequest
+    ) -> Message:
+        require_sip_admin(claims)
+        return self.sip.delete(req)

@@ -33,6 +33,7 @@ from .faults import Fault, FaultTable
 from .handlers import Handlers, unimplemented
 from .records import CallRecord, DataPacketRecord
 from .rooms import DEFAULT_MAX_METADATA_SIZE, RoomManager
+from .sip import SIPDispatchRules
 from .twirp import (
     JSON,
     PROTOBUF,
@@ -110,7 +111,8 @@ class LiveKitStandin:
             timing=egress_timing,
             output_dir=output_dir,
         )
-        self.handlers = Handlers(self.rooms, self.egress)
+        self.sip = SIPDispatchRules()
+        self.handlers = Handlers(self.rooms, self.egress, self.sip)
         self.faults = FaultTable()
         self.calls: list[CallRecord] = []
         self._port = port
