@@ -6,6 +6,7 @@ answers with 400 that used to be 500 here (deep JSON, NUL and lone surrogates in
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -270,3 +271,62 @@ async def test_livekit_token_for_another_room_is_meets_permission_refusal(
     response = await lk_client.post(url(room, action), json=body, headers=headers)
     assert response.status == 403
     assert await response.json() == {"detail": "You do not have permission to perform this action."}
+
+
+# -- resource accesses -----------------------------------------------------------------------
+
+ACCESSES = "/api/v1.0/resource-accesses/"
+
+
+@pytest.mark.parametrize("requester", ["owner", "administrator"])
+@pytest.mark.parametrize("changed", ["id", "user", "resource", "nothing"])
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_an_owners_access_is_written_by_that_owner_only(
+    client: Client, factory: Factory, log_in: LogIn, requester: str, changed: str, method: str
+) -> None:
+    room, caller = await factory.room_with_role(requester)
+    other_owner = await factory.user()
+    access = await factory.access(room, other_owner, "owner")
+    body: dict[str, Any] = {
+        "id": str(access.id),
+        "user": str(other_owner.id),
+        "resource": str(room.id),
+        "role": "owner",
+    }
+    if changed == "id":
+        body["id"] = str(uuid.uuid4())
+    elif changed == "user":
+        body["user"] = str(caller.id)
+    elif changed == "resource":
+        body["resource"] = str((await factory.room()).id)
+    log_in(caller)
+    response = await client.request(method, f"{ACCESSES}{access.id}/", json=body)
+    assert response.status == 403
+    assert await response.json() == {
+        "detail": "Only owners of a room can assign other users as owners."
+    }
+    if method == "PATCH":
+        response = await client.patch(f"{ACCESSES}{access.id}/", json={})
+        assert response.status == 403
+    stored = await (await client.get(f"{ACCESSES}{access.id}/")).json()
+    assert stored == {
+        "id": str(access.id),
+        "user": str(other_owner.id),
+        "resource": str(room.id),
+        "role": "owner",
+    }
+
+
+async def test_an_owner_rewrites_their_own_access_unchanged(
+    client: Client, factory: Factory, log_in: LogIn
+) -> None:
+    owner = await factory.user()
+    room = await factory.room(owner=owner)
+    log_in(owner)
+    [mine] = (await (await client.get(ACCESSES)).json())["results"]
+    response = await client.put(
+        f"{ACCESSES}{mine['id']}/", json={**mine, "user": str(uuid.uuid4())}
+    )
+    assert response.status == 200
+    assert await response.json() == mine
+    del room
