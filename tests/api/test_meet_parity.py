@@ -330,3 +330,35 @@ async def test_an_owner_rewrites_their_own_access_unchanged(
     assert response.status == 200
     assert await response.json() == mine
     del room
+
+
+# -- users: authentication before 405 --------------------------------------------------------
+
+USERS_NOT_ALLOWED = [
+    ("POST", "/api/v1.0/users/"),
+    ("PUT", "/api/v1.0/users/"),
+    ("PATCH", "/api/v1.0/users/"),
+    ("DELETE", "/api/v1.0/users/"),
+    ("POST", "/api/v1.0/users/me/"),
+    ("PUT", "/api/v1.0/users/me/"),
+    ("PATCH", "/api/v1.0/users/me/"),
+    ("DELETE", "/api/v1.0/users/me/"),
+    ("GET", "/api/v1.0/users/{id}/"),
+    ("POST", "/api/v1.0/users/{id}/"),
+    ("DELETE", "/api/v1.0/users/{id}/"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), USERS_NOT_ALLOWED)
+async def test_users_routes_check_authentication_before_the_method(
+    client: Client, factory: Factory, log_in: LogIn, method: str, path: str
+) -> None:
+    user = await factory.user()
+    target = path.format(id=user.id)
+    response = await client.request(method, target, json={})
+    assert response.status == 401
+    assert await response.json() == {"detail": "Authentication credentials were not provided."}
+    log_in(user)
+    response = await client.request(method, target, json={})
+    assert response.status == 405
+    assert await response.json() == {"detail": f'Method "{method}" not allowed.'}
