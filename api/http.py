@@ -15,6 +15,9 @@ from storage.records import Page
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_PAGE_SIZE = 20
 MAX_BODY_BYTES = 1024 * 1024
+# Deeper bodies are refused before validation: nothing in the contract nests past a few levels,
+# and validating or re-serialising a very deep value would exhaust the interpreter's stack.
+MAX_JSON_DEPTH = 64
 # Far beyond any real page; bounds the OFFSET the database sees (a huge one overflows BIGINT).
 MAX_PAGE = 10_000_000
 
@@ -32,6 +35,7 @@ _MESSAGES = {
     "missing": "This field is required.",
     "string_type": "Not a valid string.",
     "bool_type": "Must be a valid boolean.",
+    "bool_parsing": "Must be a valid boolean.",
     "int_type": "A valid integer is required.",
     "int_parsing": "A valid integer is required.",
     "uuid_type": "Must be a valid UUID.",
@@ -61,12 +65,44 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error.get("msg", "Invalid value."))
 
 
-def field_errors(exc: ValidationError) -> dict[str, list[str]]:
-    """Pydantic errors as DRF-style ``{"field": ["message", ...]}``."""
-    errors: dict[str, list[str]] = {}
+def _error_detail(value: Any) -> Any:
+    """A value as DRF renders it inside an error: containers kept, every leaf a string."""
+    if isinstance(value, dict):
+        return {key: _error_detail(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_error_detail(item) for item in value]
+    return str(value)
+
+
+def _schema_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One pydantic error of a nested schema field, as Meet returns ``e.errors()``."""
+    detail: dict[str, Any] = {
+        "type": error["type"],
+        "loc": [str(part) for part in error.get("loc", ())[1:]],
+        "msg": error["msg"],
+        "input": _error_detail(error.get("input")),
+    }
+    if error.get("ctx"):
+        detail["ctx"] = _error_detail(error["ctx"])
+    if error.get("url"):
+        detail["url"] = error["url"]
+    return detail
+
+
+def field_errors(
+    exc: ValidationError, schema_fields: frozenset[str] = frozenset()
+) -> dict[str, list[Any]]:
+    """Pydantic errors as DRF-style ``{"field": ["message", ...]}``.
+
+    Fields in ``schema_fields`` keep pydantic's own error objects instead, as Meet's do.
+    """
+    errors: dict[str, list[Any]] = {}
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ())]
         key = loc[0] if loc else "non_field_errors"
+        if key in schema_fields:
+            errors.setdefault(key, []).append(_schema_error(error))
+            continue
         message = _message(error)
         if len(loc) > 1:
             message = f"{'.'.join(loc[1:])}: {message}"
@@ -84,7 +120,9 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest.fields(field_errors(exc)) from None
+        raise InvalidRequest.fields(
+            field_errors(exc, getattr(model, "schema_fields", frozenset()))
+        ) from None
 
 
 def _kind(data: Any) -> str:
@@ -108,9 +146,28 @@ async def read_json(request: web.Request) -> Any:
     ):
         raise UnsupportedMediaType(f'Unsupported media type "{content_type}" in request.')
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"JSON parse error - {exc}") from None
+    except RecursionError:
+        data = None  # the parser gave up on the nesting: the depth check below says so
+    else:
+        if _depth_within(data, MAX_JSON_DEPTH):
+            return data
+    raise InvalidRequest(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def _depth_within(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests at most ``limit`` containers deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return False
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -150,11 +207,11 @@ def paginated(
     url = request.url
 
     def link(number: int) -> str:
-        query = dict(url.query)
-        if number == 1:
-            query.pop("page", None)
-        else:
-            query["page"] = str(number)
+        # DRF's replace_query_param / remove_query_param: the parameters sorted by name.
+        query = [(key, value) for key, value in url.query.items() if key != "page"]
+        if number != 1:
+            query.append(("page", str(number)))
+        query.sort(key=lambda item: item[0])
         return str(url.with_query(query))
 
     return {

@@ -52,6 +52,11 @@ from storage.records import RoomRecord, UserRecord
 
 PREFIX = "/api/v1.0/rooms/{lookup}"
 PARTICIPANT_NOT_FOUND = {"error": "Participant not found"}
+UPDATE_FIELDS = ("metadata", "attributes", "permission", "name")
+NOTHING_TO_UPDATE = (
+    f"At least one of the following fields must be provided: {', '.join(UPDATE_FIELDS)}."
+)
+FORBIDDEN_PERMISSIONS = "Setting the following participant permissions is not allowed: "
 
 
 @contextmanager
@@ -85,7 +90,7 @@ def _token_for_room(request: web.Request, room: RoomRecord) -> dict[str, Any]:
     claims = livekit_token_claims(request)
     video = claims.get("video") if isinstance(claims.get("video"), dict) else {}
     if not isinstance(video, dict) or video.get("room") != str(room.id):
-        raise PermissionDenied("Invalid LiveKit token: token is not valid for this room")
+        raise PermissionDenied()  # a valid token, for another room: Meet's permission refusal
     return claims
 
 
@@ -142,22 +147,19 @@ async def update_participant(request: web.Request) -> web.Response:
     forbidden = [f for f in FORBIDDEN_PERMISSION_FIELDS if permission and f in permission]
     if forbidden:
         raise InvalidRequest.fields(
-            {"permission": [f"Setting {', '.join(forbidden)} is not allowed."]}
+            {"permission": [FORBIDDEN_PERMISSIONS + ", ".join(forbidden) + "."]}
         )
-    if not (body.metadata or body.attributes or permission or body.name):
-        raise InvalidRequest.fields(
-            {
-                "non_field_errors": [
-                    "At least one of metadata, attributes, permission or name must be given."
-                ]
-            }
-        )
+    # As in Meet, a field counts as an update when given and neither null nor "": an empty
+    # ``permission`` or ``metadata`` object is an update (it replaces the participant's).
+    nothing = body.metadata is None and body.attributes is None and not body.name
+    if nothing and permission is None:
+        raise InvalidRequest.fields({"non_field_errors": [NOTHING_TO_UPDATE]})
     command = UpdateParticipant(
         body.participant_identity,
-        metadata=json.dumps(body.metadata) if body.metadata else None,
+        metadata=json.dumps(body.metadata) if body.metadata is not None else None,
         attributes=body.attributes or None,
         name=body.name or None,
-        permission=permission or None,
+        permission=permission,
     )
     with livekit_failures("Failed to update participant"):
         await _call(request, room, command)

@@ -6,13 +6,13 @@ import logging
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictStr, ValidationError
 
 from api import keys
 from api.auth import require_user
 from api.http import json_response, read_json
 from api.openapi import error_responses, operation
-from api.schemas import MessageOut, Request, Response
+from api.schemas import MessageOut, Request, Response, SchemaBool, Storable
 from coordinator.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from coordinator.outbox import enqueue_invitation
 from coordinator.room import RECORDING_CONFLICT, FinishRecording, StartRecording, StopRecording
@@ -37,14 +37,14 @@ Mode = Literal["screen_recording", "transcript"]
 
 class RecordingOptions(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
-    language: StrictStr | None = Field(default=None, max_length=50)
-    transcribe: StrictBool | None = None
-    collect_metadata: StrictBool | None = None
+    language: Annotated[StrictStr, Field(max_length=50), Storable] | None = None
+    transcribe: SchemaBool | None = None
+    collect_metadata: SchemaBool | None = None
     original_mode: Mode | None = None
 
 
-class StartRecordingIn(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+class StartRecordingIn(Request):
+    schema_fields = frozenset({"options"})
     mode: Mode
     options: RecordingOptions | None = None
 

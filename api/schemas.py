@@ -3,20 +3,95 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 AccessLevel = Literal["public", "trusted", "restricted"]
 Role = Literal["member", "administrator", "owner"]
 Source = Literal["camera", "microphone", "screen_share", "screen_share_audio"]
 Language = Literal["en-us", "fr-fr", "nl-nl", "de-de"]
 
+# -- shared field types ----------------------------------------------------------------------
+#
+# Booleans are read the way Meet reads them. Where Meet validates with a pydantic model of its
+# own (room configuration, participant permission, recording options) that is pydantic's lax
+# bool: true/false, 0/1 (also 0.0/1.0), and "0"/"1", "true"/"false", "yes"/"no", "on"/"off",
+# "y"/"n", "t"/"f" in any letter case. Where Meet uses a DRF ``BooleanField`` (``allow_entry``,
+# ``raised``) the accepted strings are DRF's own sets, which list their casings one by one.
+
+SchemaBool = Annotated[bool, Field(strict=False)]
+
+_DRF_TRUE = frozenset(
+    ["t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "1"]
+)
+_DRF_FALSE = frozenset(
+    ["f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "0"]
+)
+
+
+def _drf_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    # DRF tests membership in sets holding 1 and 0, which 1.0 and 0.0 equal too.
+    if isinstance(value, int | float) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str):
+        if value in _DRF_TRUE:
+            return True
+        if value in _DRF_FALSE:
+            return False
+    raise PydanticCustomError("bool_parsing", "Must be a valid boolean.")
+
+
+FormBool = Annotated[bool, BeforeValidator(_drf_boolean)]
+
+
+def _storable(value: Any) -> Any:
+    """DRF's CharField refuses NUL and lone surrogates (PostgreSQL cannot store either).
+
+    A before-validator, so that the string type and length checks keep their own errors.
+    """
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        raise PydanticCustomError("null_characters_not_allowed", "Null characters are not allowed.")
+    for char in value:
+        if "\ud800" <= char <= "\udfff":
+            raise PydanticCustomError(
+                "surrogate_characters_not_allowed",
+                "Surrogate characters are not allowed: U+{code_point}.",
+                {"code_point": f"{ord(char):X}"},
+            )
+    return value
+
+
+# Every text a caller sends carries ``Storable``, after any length constraint (constraints
+# placed after a validator lose their DRF-style messages): ``Annotated[StrictStr, Field(...),
+# Storable]``.
+Storable = BeforeValidator(_storable)
+Name255 = Annotated[StrictStr, Field(min_length=1, max_length=255), Storable]
+Text255 = Annotated[StrictStr, Field(max_length=255), Storable]
+Query255 = Annotated[str, Field(max_length=255), Storable]
+
 
 class Request(BaseModel):
-    """Request bodies: strict types, unknown fields ignored (as DRF serializers do)."""
+    """Request bodies: strict types, unknown fields ignored (as DRF serializers do).
+
+    ``schema_fields`` names the fields Meet validates with a pydantic model of its own; their
+    errors keep pydantic's list shape (``[{"type", "loc", "msg", "input", ...}]``) as in Meet.
+    """
 
     model_config = ConfigDict(strict=True, extra="ignore")
+    schema_fields: ClassVar[frozenset[str]] = frozenset()
 
 
 class Response(BaseModel):
@@ -29,7 +104,7 @@ class RoomConfiguration(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     can_publish_sources: list[Source] | None = None
-    everyone_can_mute: StrictBool | None = None
+    everyone_can_mute: SchemaBool | None = None
 
 
 def dump_configuration(value: RoomConfiguration | None) -> dict[str, Any]:
@@ -51,6 +126,7 @@ class UserOut(Response):
 
 
 class UserUpdate(Request):
+    schema_fields = frozenset({"default_room_configuration"})
     language: Language | None = None
     timezone: StrictStr | None = Field(default=None, max_length=63)
     default_room_access_level: AccessLevel | Literal[""] | None = None
@@ -79,17 +155,19 @@ class UserPage(Response):
 
 # -- rooms ---------------------------------------------------------------------------------
 
-RoomName = Annotated[StrictStr, Field(min_length=1, max_length=500)]
+RoomName = Annotated[StrictStr, Field(min_length=1, max_length=500), Storable]
 
 
 class RoomCreate(Request):
+    schema_fields = frozenset({"configuration"})
     name: RoomName
     access_level: AccessLevel | None = None
     configuration: RoomConfiguration | None = None
-    callback_id: StrictStr | None = Field(default=None, max_length=255)
+    callback_id: Text255 | None = None
 
 
 class RoomUpdate(Request):
+    schema_fields = frozenset({"configuration"})
     name: RoomName | None = None
     access_level: AccessLevel | None = None
     configuration: RoomConfiguration | None = None
@@ -140,11 +218,11 @@ class RoomPage(Response):
 
 class RoomRetrieveQuery(Request):
     model_config = ConfigDict(strict=False, extra="ignore")
-    username: str | None = Field(default=None, max_length=255)
+    username: Query255 | None = None
 
 
 class CreationCallbackIn(Request):
-    callback_id: StrictStr = Field(min_length=1, max_length=255)
+    callback_id: Name255
 
 
 class CreationCallbackOut(Response):
@@ -195,7 +273,7 @@ class SizedPageQuery(PageQuery):
 
 
 class UserListQuery(PageQuery):
-    q: str | None = Field(default=None, max_length=255)
+    q: Query255 | None = None
 
 
 # -- errors and misc -----------------------------------------------------------------------
@@ -224,12 +302,12 @@ class HeartbeatOut(Response):
 
 # -- lobby and participants (§2.5) -----------------------------------------------------------
 
-Identity = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+Identity = Name255
 FORBIDDEN_PERMISSION_FIELDS = ("hidden", "recorder", "agent")
 
 
 class RequestEntryIn(Request):
-    username: StrictStr = Field(min_length=1, max_length=255)
+    username: Name255
 
 
 class LobbyParticipantOut(Response):
@@ -250,7 +328,7 @@ class WaitingOut(Response):
 class EnterIn(Request):
     model_config = ConfigDict(strict=False, extra="ignore")
     participant_id: uuid.UUID
-    allow_entry: StrictBool
+    allow_entry: FormBool
 
 
 class MessageOut(Response):
@@ -259,28 +337,29 @@ class MessageOut(Response):
 
 class MuteIn(Request):
     participant_identity: Identity
-    track_sid: StrictStr = Field(min_length=1, max_length=255)
+    track_sid: Name255
 
 
 class PermissionIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
-    can_subscribe: StrictBool | None = None
-    can_publish: StrictBool | None = None
-    can_publish_data: StrictBool | None = None
+    can_subscribe: SchemaBool | None = None
+    can_publish: SchemaBool | None = None
+    can_publish_data: SchemaBool | None = None
     can_publish_sources: list[Source] | None = None
-    hidden: StrictBool | None = None
-    recorder: StrictBool | None = None
-    can_update_metadata: StrictBool | None = None
-    agent: StrictBool | None = None
-    can_subscribe_metrics: StrictBool | None = None
+    hidden: SchemaBool | None = None
+    recorder: SchemaBool | None = None
+    can_update_metadata: SchemaBool | None = None
+    agent: SchemaBool | None = None
+    can_subscribe_metrics: SchemaBool | None = None
 
 
 class UpdateParticipantIn(Request):
+    schema_fields = frozenset({"permission"})
     participant_identity: Identity
     metadata: dict[str, Any] | None = None
     attributes: dict[str, StrictStr] | None = None
     permission: PermissionIn | None = None
-    name: StrictStr | None = Field(default=None, max_length=255)
+    name: Text255 | None = None
 
 
 class RemoveParticipantIn(Request):
@@ -298,11 +377,11 @@ class RoleOut(Response):
 
 
 class ToggleHandIn(Request):
-    raised: StrictBool
+    raised: FormBool
 
 
 class RenameIn(Request):
-    name: StrictStr = Field(min_length=1, max_length=255)
+    name: Name255
 
 
 class ActionStatusOut(Response):

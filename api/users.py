@@ -9,7 +9,14 @@ from aiohttp import web
 
 from api import keys
 from api.auth import require_user
-from api.http import json_response, page_params, paginated, parse_body, parse_query
+from api.http import (
+    MethodNotAllowed,
+    json_response,
+    page_params,
+    paginated,
+    parse_body,
+    parse_query,
+)
 from api.openapi import error_responses, operation
 from api.schemas import UserListQuery, UserOut, UserPage, UserUpdate, dump_configuration
 from api.views import user_json
@@ -92,3 +99,26 @@ for _method, _name in (("PUT", "update_user"), ("PATCH", "partial_update_user"))
         responses={200: UserOut, **error_responses(400, 401, 403, 404, 415)},
         security=True,
     )(_update)
+
+
+async def _not_allowed(request: web.Request) -> web.Response:
+    """Other methods on the users routes: authentication first, then 405, as DRF orders it."""
+    await require_user(request)
+    raise MethodNotAllowed(f'Method "{request.method}" not allowed.')
+
+
+for _label, _path, _methods in (
+    ("list", f"{PREFIX}/", ("POST", "PUT", "PATCH", "DELETE")),
+    ("me", f"{PREFIX}/me/", ("POST", "PUT", "PATCH", "DELETE")),
+    ("detail", f"{PREFIX}/{{user_id}}/", ("GET", "POST", "DELETE")),
+):
+    for _method in _methods:
+        operation(
+            _method,
+            _path,
+            name=f"users_{_label}_{_method.lower()}_not_allowed",
+            summary="Not allowed",
+            tag="users",
+            responses={},
+            document=False,
+        )(_not_allowed)

@@ -90,13 +90,15 @@ class AccessService:
             requester_role = found[1] if found else None
             if requester_role not in PRIVILEGED:
                 raise PermissionDenied()
+            # Checked before anything else, as Meet's serializer does: an owner's access is
+            # only ever written by that owner, whatever the request changes (even nothing).
+            if (role == "owner" and requester_role != "owner") or (
+                access.role == "owner" and access.user_id != user.id
+            ):
+                raise PermissionDenied(ONLY_OWNERS_ASSIGN_OWNERS)
             if role is None or role == access.role:
                 return access
-            if role == "owner" and requester_role != "owner":
-                raise PermissionDenied(ONLY_OWNERS_ASSIGN_OWNERS)
             if access.role == "owner":
-                if access.user_id != user.id:
-                    raise PermissionDenied()
                 if await room_store.count_owners(session, access.resource_id) <= 1:
                     raise PermissionDenied(KEEP_ONE_OWNER)
             updated = await room_store.set_access_role(session, access_id, role)

@@ -376,6 +376,7 @@ def recording_ready_email(
     support = s["support"].format(**values) if email.support_email else ""
     thanks = s["thanks"].format(**values)
     text_parts = [
+        _text_logo(email, s),
         s["heading"],
         " ".join(intro),
         s["sharing"],
@@ -428,7 +429,9 @@ def invitation_email(
     thanks = s["thanks"].format(brand=email.brand_name)
     tips = [s["tip1"], s["tip2"], s["tip3"]]
     text = "\n\n".join(
-        [
+        part
+        for part in [
+            _text_logo(email, s),
             f"{sender_email} {s['invites']}",
             f"{s['join']}: {room_url}",
             room_link,
@@ -436,6 +439,7 @@ def invitation_email(
             "\n".join([s["tips"], *(f"- {tip}" for tip in tips)]),
             thanks,
         ]
+        if part
     )
     html_body = "".join(
         [
@@ -463,11 +467,20 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _logo_alt(email: EmailConfig, strings: Mapping[str, str]) -> str:
+    return f"{strings['logo']} {email.brand_name}".strip()
+
+
 def _logo(email: EmailConfig, strings: Mapping[str, str]) -> str:
     if not email.logo_img:
         return ""
-    alt = f"{strings['logo']} {email.brand_name}".strip()
+    alt = _logo_alt(email, strings)
     return f'<p><img src="{_e(email.logo_img)}" alt="{_e(alt)}" width="320"></p>'
+
+
+def _text_logo(email: EmailConfig, strings: Mapping[str, str]) -> str:
+    """The logo in the text part, as Meet's html-to-text renders an image: ``alt [src]``."""
+    return f"{_logo_alt(email, strings)} [{email.logo_img}]" if email.logo_img else ""
 
 
 def _page(language: str, body: str) -> str:

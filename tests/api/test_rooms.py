@@ -388,7 +388,7 @@ BAD_CREATE = [
     ({"name": "ok", "access_level": "secret"}, None),
     ({"name": "ok", "configuration": {"unknown": 1}}, None),
     ({"name": "ok", "configuration": {"can_publish_sources": ["CAMERA"]}}, None),
-    ({"name": "ok", "configuration": {"everyone_can_mute": "yes"}}, None),
+    ({"name": "ok", "configuration": {"everyone_can_mute": "maybe"}}, None),
     ({"name": "ok", "configuration": []}, None),
     ({"name": "a" * 101}, None),
     ([1, 2], None),

@@ -290,6 +290,7 @@ def test_recording_ready_email_in_english() -> None:
     assert email.to == ("owner@example.com",) and email.bcc == ()
     # created_at 22:45 UTC is 23:45 in Paris
     assert email.text == (
+        "Logo email Visio [https://meet.example.com/logo.png]\n\n"
         "Your recording is ready!\n\n"
         'Your recording of "Standup" on 2026-03-01 at 23:45 is now ready to download. '
         "The recording will expire in 7 days.\n\n"
@@ -348,6 +349,7 @@ def test_recording_ready_email_escapes_room_name_in_html() -> None:
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; {room}" in email.html
     assert '"<script>alert("x")</script> {room}"' in email.text
     assert "support" not in email.text and "<img" not in email.html
+    assert "Logo" not in email.text
 
 
 def test_recording_ready_email_to_message() -> None:
@@ -384,6 +386,7 @@ def test_invitation_email() -> None:
     assert email.to == () and email.bcc == ("a@example.com", "b@example.com")
     assert email.recipients == ("a@example.com", "b@example.com")
     assert email.text == (
+        "Logo email Visio [https://meet.example.com/logo.png]\n\n"
         "alice@example.com invites you to join an ongoing video call\n\n"
         "JOIN THE CALL: https://meet.example.com/abc-defg-hij\n\n"
         "meet.example.com/abc-defg-hij\n\n"
@@ -419,3 +422,17 @@ def test_invitation_subject_cannot_inject_headers() -> None:
     )  # fmt: skip
     assert "\n" not in email.subject and "\r" not in email.subject
     assert email.to_message()["Bcc"] is None
+
+
+def test_invitation_logo_is_in_both_parts_or_neither() -> None:
+    """Meet's text templates are its HTML ones through html-to-text: the logo URL stays."""
+    email = invitation_email(
+        room_slug="r", sender_email="a@example.com", recipients=["x@example.com"], email=EMAIL
+    )
+    assert "https://meet.example.com/logo.png" in email.text
+    assert "https://meet.example.com/logo.png" in email.html
+    bare = invitation_email(
+        room_slug="r", sender_email="a@example.com", recipients=["x@example.com"],
+        email=replace(EMAIL, logo_img=""),
+    )  # fmt: skip
+    assert bare.text.startswith("a@example.com invites you") and "<img" not in bare.html
