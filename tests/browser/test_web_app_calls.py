@@ -37,13 +37,15 @@ async def log_in(
     return body
 
 
-async def wait_for(visitor: Visitor, expression: str, predicate: Any, seconds: float = 10) -> Any:
-    """``meet.<expression>()`` until ``predicate(result)`` (the app's polling, seen from here)."""
+async def wait_for(
+    predicate: Any, visitor: Visitor, expression: str, *args: Any, seconds: float = 10
+) -> Any:
+    """``meet.<expression>(*args)`` until ``predicate(result)``: the app's polling, from here."""
     last: Any = None
     try:
         async with asyncio.timeout(seconds):
             while True:
-                last = await visitor.call(expression)
+                last = await visitor.call(expression, *args)
                 if predicate(last):
                     return last
                 await asyncio.sleep(0.2)
@@ -124,7 +126,7 @@ async def test_lobby_wait_admit_and_deny(stack: Stack) -> None:
     assert joined["status"] == 200 and joined["decision"] == "lobby", joined
     await grace.call("startLobby", slug, "Grace")
     # Polled every second, with the lobbyParticipantId cookie: one waiting entry, one id.
-    state = await wait_for(grace, "lobbyState", lambda s: len(s["polls"]) >= 3, seconds=15)
+    state = await wait_for(lambda s: len(s["polls"]) >= 3, grace, "lobbyState", seconds=15)
     assert {(p["status"], p["entry"]) for p in state["polls"]} == {(200, "waiting")}
     assert len({p["id"] for p in state["polls"]}) == 1, state
     grace_id = state["polls"][0]["id"]
@@ -134,7 +136,7 @@ async def test_lobby_wait_admit_and_deny(stack: Stack) -> None:
         (grace_id, "Grace")
     ]
     assert (await owner.call("enter", room["id"], grace_id, True))["status"] == 200
-    admitted = await wait_for(grace, "lobbyState", lambda s: s["result"] is not None)
+    admitted = await wait_for(lambda s: s["result"] is not None, grace, "lobbyState")
     assert admitted["result"]["status"] == "accepted"
     claims = token_claims(stack, admitted["result"]["livekit"]["token"])
     assert claims.identity == grace_id and claims.video.room == room["id"]
@@ -142,12 +144,12 @@ async def test_lobby_wait_admit_and_deny(stack: Stack) -> None:
     linus = await stack.visitor()
     await linus.call("startLobby", slug, "Linus")
     waiting = await wait_for(
-        owner, "waitingParticipants", lambda w: len(w["body"]["participants"]) == 1
+        lambda w: len(w["body"]["participants"]) == 1, owner, "waitingParticipants", room["id"]
     )
     linus_id = waiting["body"]["participants"][0]["id"]
     assert waiting["body"]["participants"][0]["username"] == "Linus"
     assert (await owner.call("enter", room["id"], linus_id, False))["status"] == 200
-    denied = await wait_for(linus, "lobbyState", lambda s: s["result"] is not None)
+    denied = await wait_for(lambda s: s["result"] is not None, linus, "lobbyState")
     assert denied["result"]["status"] == "denied" and denied["result"]["livekit"] is None
     left = await owner.call("waitingParticipants", room["id"])
     assert left["body"]["participants"] == []
