@@ -152,11 +152,11 @@ class Stack:
 
 @pytest.fixture
 async def stack(
+    browser: Any,  # first: without Chromium, skip before starting anything else
     aiohttp_client: Any,
     database_url: str,
     oidc_provider: OIDCProvider,
     livekit_standin: LiveKitStandin,
-    browser: Any,
 ) -> Stack:
     oidc = OIDCSettings(
         client_id=DEFAULT_CLIENT_ID,
