@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8071
 export DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/meet.db
 
-.PHONY: run test lint typecheck pytest install migrate bench clean
+.PHONY: run test lint typecheck pytest install chromium migrate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,6 +13,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The browser tests drive Debian's chromium (never a downloaded browser). Installed when missing
+# and we are root with apt-get; otherwise the tests say loudly that they were skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for tests/browser"; \
+	    { apt-get update -qq >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	    echo "installing chromium failed: browser tests will be SKIPPED" >&2; \
+	  else \
+	    echo "chromium missing (needs root and apt-get to install): browser tests will be SKIPPED" >&2; \
+	  fi; }
 
 .secret_key:
 	$(PY) -c "import secrets; print(secrets.token_urlsafe(48))" > $@
@@ -33,7 +46,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy coordinator api storage tests bench
 
-pytest: install
+pytest: install chromium
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest

@@ -72,6 +72,7 @@ async def list_rooms(request: web.Request) -> web.Response:
     name="create_room",
     summary="Create a room; the caller becomes its owner",
     tag="rooms",
+    query=RoomRetrieveQuery,
     body=RoomCreate,
     responses={201: RoomOut, **error_responses(400, 401, 403, 415)},
     security=True,
@@ -79,12 +80,15 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     user = await require_user(request)
     body = await parse_body(request, RoomCreate)
+    # The web app sends ?username= (maybe empty); as in Meet, it names the owner's token.
+    query = parse_query(request, RoomRetrieveQuery)
     view = await request.app[keys.ROOMS].create(
         user,
         name=body.name,
         access_level=body.access_level,
         configuration=dump_configuration(body.configuration),
         callback_id=body.callback_id,
+        username=query.username or None,
     )
     return json_response(room_json(view), status=201)
 

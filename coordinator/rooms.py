@@ -313,6 +313,7 @@ class RoomService:
         access_level: str | None,
         configuration: dict[str, Any] | None,
         callback_id: str | None,
+        username: str | None = None,
     ) -> RoomView:
         user = require_user(user)
         slug = self._slug_for(name)
@@ -340,7 +341,8 @@ class RoomService:
         self.cache.forget_room(room.id, slug)
         if callback_id:
             self.creation_callbacks.set(callback_id, {"slug": slug})
-        return self._view(room, "owner", user, None, [replace(owner_access, user=user)])
+        accesses = [replace(owner_access, user=user)]
+        return self._view(room, "owner", user, username, accesses)
 
     async def update(self, lookup: str, user: UserRecord | None, changes: RoomChanges) -> RoomView:
         user = require_user(user)
