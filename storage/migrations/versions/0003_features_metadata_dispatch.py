@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_features"
-down_revision = "0002"
+down_revision = "0003_auth"
 branch_labels = None
 depends_on = None
 
