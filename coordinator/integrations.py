@@ -298,8 +298,8 @@ class Integrations:
         kind = event.event
         if kind in ("room_started", "room_finished") and sip_enabled(self._settings):
             room_id = parse_uuid(event.room_name)
-            if room_id is None:
-                return  # unregistered rooms (named by slug) have no PIN and no rule
+            if room_id is None or str(room_id) != event.room_name:
+                return  # only rooms named by their canonical id (our tokens') have a rule
             if kind == "room_finished":
                 await self.delete_sip_rules(room_id)
                 return

@@ -408,7 +408,9 @@ async def test_sip_rule_needs_a_registered_room_with_a_pin(
 ) -> None:
     await make_client(room_telephony_enabled=True)
     room = await factory.room()  # no PIN: a direct rule without one would take every call
-    for name in (str(room.id), "unregistered-room", str(uuid.uuid4())):
+    pinned = await factory.room(pin_code="1234567890")
+    names = (str(room.id), "unregistered-room", str(uuid.uuid4()), str(pinned.id).upper())
+    for name in names:
         livekit_standin.join(name, "ada")
     await livekit_standin.webhooks.drain()
     assert livekit_standin.sip.rules == []
