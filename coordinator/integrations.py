@@ -143,13 +143,19 @@ async def start_metadata_collector(
         dispatch_id = await media.create_agent_dispatch(
             room, settings.metadata_collector_agent_name, metadata=str(recording_id)
         )
-        async with sessionmaker.begin() as session:
-            await store.set_metadata_dispatch(session, recording_id, dispatch_id)
     except CoordinatorError as exc:
         log.warning("room %s: metadata collector not started: %s", room, exc)
         return None
+    try:
+        async with sessionmaker.begin() as session:
+            await store.set_metadata_dispatch(session, recording_id, dispatch_id)
     except Exception:
-        log.exception("room %s: metadata collector dispatch not stored", room)
+        # Unrecorded, it would never be deleted: withdraw it rather than leave it running.
+        log.exception("room %s: metadata collector dispatch not stored, withdrawn", room)
+        try:
+            await media.delete_agent_dispatch(room, dispatch_id)
+        except CoordinatorError as exc:
+            log.warning("room %s: metadata collector %s not withdrawn: %s", room, dispatch_id, exc)
         return None
     return dispatch_id
 
