@@ -143,13 +143,19 @@ async def start_metadata_collector(
         dispatch_id = await media.create_agent_dispatch(
             room, settings.metadata_collector_agent_name, metadata=str(recording_id)
         )
-        async with sessionmaker.begin() as session:
-            await store.set_metadata_dispatch(session, recording_id, dispatch_id)
     except CoordinatorError as exc:
         log.warning("room %s: metadata collector not started: %s", room, exc)
         return None
+    try:
+        async with sessionmaker.begin() as session:
+            await store.set_metadata_dispatch(session, recording_id, dispatch_id)
     except Exception:
-        log.exception("room %s: metadata collector dispatch not stored", room)
+        # Unrecorded, it would never be deleted: withdraw it rather than leave it running.
+        log.exception("room %s: metadata collector dispatch not stored, withdrawn", room)
+        try:
+            await media.delete_agent_dispatch(room, dispatch_id)
+        except CoordinatorError as exc:
+            log.warning("room %s: metadata collector %s not withdrawn: %s", room, dispatch_id, exc)
         return None
     return dispatch_id
 
@@ -298,8 +304,8 @@ class Integrations:
         kind = event.event
         if kind in ("room_started", "room_finished") and sip_enabled(self._settings):
             room_id = parse_uuid(event.room_name)
-            if room_id is None:
-                return  # unregistered rooms (named by slug) have no PIN and no rule
+            if room_id is None or str(room_id) != event.room_name:
+                return  # only rooms named by their canonical id (our tokens') have a rule
             if kind == "room_finished":
                 await self.delete_sip_rules(room_id)
                 return

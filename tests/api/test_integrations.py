@@ -364,6 +364,27 @@ async def test_metadata_collector_failures(
     assert livekit_standin.rooms.list_dispatch(str(room.id)) == []
 
 
+async def test_metadata_collector_withdrawn_when_it_cannot_be_recorded(
+    make_client: MakeClient,
+    factory: Factory,
+    livekit_standin: LiveKitStandin,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database failure cannot be produced on demand here: the one mock of this file."""
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(integration_store, "set_metadata_dispatch", broken)
+    client = await make_client(**recording_overrides(metadata_collector_enabled=True))
+    room, recording_id, _ = await start_recording(
+        client, factory, livekit_standin, {"collect_metadata": True}
+    )
+    assert [c.status for c in livekit_standin.calls_for("DeleteDispatch")] == [200]
+    assert livekit_standin.rooms.list_dispatch(str(room.id)) == []
+    assert await stored_dispatch(client, recording_id) is None
+
+
 # -- SIP dispatch rules ----------------------------------------------------------------------
 
 
@@ -408,7 +429,9 @@ async def test_sip_rule_needs_a_registered_room_with_a_pin(
 ) -> None:
     await make_client(room_telephony_enabled=True)
     room = await factory.room()  # no PIN: a direct rule without one would take every call
-    for name in (str(room.id), "unregistered-room", str(uuid.uuid4())):
+    pinned = await factory.room(pin_code="1234567890")
+    names = (str(room.id), "unregistered-room", str(uuid.uuid4()), str(pinned.id).upper())
+    for name in names:
         livekit_standin.join(name, "ada")
     await livekit_standin.webhooks.drain()
     assert livekit_standin.sip.rules == []
