@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -578,25 +579,15 @@ class Settings:
         )
 
 
-_DRF_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def _drf_rate(env: _Env, name: str, default: tuple[int, float]) -> tuple[int, float]:
-    """A DRF throttle rate (``30/minute``, ``5/s``…) as ``(requests, seconds)``."""
-    value = env.text(name)
-    if not value:
+    """A DRF throttle rate (``30/minute``, ``5/s``…) as ``(requests, seconds)``; ``none``
+    lifts the limit."""
+    if not env.text(name):
         return default
-    count, sep, period = value.partition("/")
-    seconds = _DRF_PERIODS.get(period.strip()[:1])
-    try:
-        requests = int(count.strip())
-    except ValueError:
-        requests = -1
-    if not sep or seconds is None or requests < 1:
-        raise ConfigurationError(
-            f"{name}={value!r} is not a throttle rate (use e.g. 30/minute, 5/second)."
-        )
-    return requests, seconds
+    rate = env.rate(name, "none")
+    if rate is None:
+        return sys.maxsize, 1.0
+    return rate.count, rate.seconds
 
 
 def _secret_or_file(env: _Env, name: str) -> Secret:
