@@ -587,6 +587,8 @@ def _drf_rate(env: _Env, name: str, default: tuple[int, float]) -> tuple[int, fl
     rate = env.rate(name, "none")
     if rate is None:
         return sys.maxsize, 1.0
+    if rate.count < 1:
+        raise ConfigurationError(f"{name}={env.text(name)!r} must allow at least one request.")
     return rate.count, rate.seconds
 
 
