@@ -163,7 +163,8 @@ class LobbyIds:
             canonical = str(uuid.UUID(participant_id))
         except ValueError:
             return None
-        if canonical != participant_id or not hmac.compare_digest(mac, self._mac(canonical)):
+        expected = self._mac(canonical).encode()
+        if canonical != participant_id or not hmac.compare_digest(mac.encode(), expected):
             return None
         return canonical
 

@@ -56,11 +56,13 @@ class Throttle:
         self._hits: OrderedDict[str, list[float]] = OrderedDict()
 
     @classmethod
-    def of(cls, rate: Rate | None, **kwargs: object) -> Throttle | None:
+    def of(
+        cls, rate: Rate | None, *, clock: Callable[[], float] = time.monotonic
+    ) -> Throttle | None:
         """The limiter for ``rate``; None (nothing throttled) for no rate."""
         if rate is None:
             return None
-        return cls(rate.count, rate.seconds, **kwargs)  # type: ignore[arg-type]
+        return cls(rate.count, rate.seconds, clock=clock)
 
     def hit(self, key: str, cost: int = 1) -> float | None:
         """Record ``cost`` hits; None when allowed, else the seconds to wait (nothing recorded).

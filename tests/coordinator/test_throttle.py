@@ -35,3 +35,15 @@ def test_of_none_is_no_throttle() -> None:
 def test_message_is_drfs() -> None:
     assert throttled_message(59.2) == "Request was throttled. Expected available in 60 seconds."
     assert throttled_message(0.3) == "Request was throttled. Expected available in 1 second."
+
+
+def test_lobby_ids_read_only_what_they_signed() -> None:
+    from coordinator.identity import LobbyIds
+
+    ids = LobbyIds("k" * 40)
+    participant_id = ids.new()
+    cookie = ids.sign(participant_id)
+    assert ids.read(cookie) == participant_id
+    assert LobbyIds("other" * 10).read(cookie) is None  # another SECRET_KEY
+    for bad in (None, "", participant_id, cookie + "x", cookie[:-1] + "é", "é.é", cookie.upper()):
+        assert ids.read(bad) is None, bad
