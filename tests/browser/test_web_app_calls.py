@@ -90,6 +90,25 @@ async def test_login_through_the_provider(stack: Stack) -> None:
     assert "sessionid" not in cookies  # HttpOnly
 
 
+async def test_silent_login_comes_back_with_or_without_an_idp_session(stack: Stack) -> None:
+    visitor = await stack.visitor()
+    config = await visitor.call("config")
+    assert config["body"]["is_silent_login_enabled"] is True
+    page_url = f"{stack.base_url}/some-room-abc"
+    await visitor.page.goto(page_url)
+    await visitor.ready()
+    await visitor.navigate("silentLogin")  # the provider has no session: login_required
+    assert visitor.page.url == page_url
+    await visitor.ready()
+    assert (await visitor.call("whoAmI"))["loggedIn"] is False  # the next 401 = logged out
+    stack.provider.logged_in_user = {"sub": "ada", "email": "ada@example.com"}
+    await visitor.navigate("silentLogin")  # an IdP session: logged in without a form
+    assert visitor.page.url == page_url
+    await visitor.ready()
+    me = await visitor.call("whoAmI")
+    assert me["loggedIn"] is True and me["body"]["email"] == "ada@example.com"
+
+
 async def test_create_a_room_and_a_guest_joins(stack: Stack) -> None:
     owner = await stack.visitor()
     await log_in(stack, owner, "ada", "Ada", "Lovelace")

@@ -46,6 +46,10 @@ window.meet = {
   login() {
     location.href = `${API}authenticate/?silent=false&returnTo=${encodeURIComponent(location.href)}`;
   },
+  // silentLogin.ts: after a 401, when the config allows it; must come back even without an IdP session.
+  silentLogin() {
+    location.href = `${API}authenticate/?silent=true&returnTo=${encodeURIComponent(location.href)}`;
+  },
   logout() {
     location.href = `${API}logout`;
   },
