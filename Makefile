@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8071
 export DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/meet.db
 
-.PHONY: run test lint typecheck pytest install chromium migrate bench clean
+.PHONY: run test lint typecheck pytest install chromium postgres migrate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,18 @@ chromium:
 	    echo "chromium missing (needs root and apt-get to install): browser tests will be SKIPPED" >&2; \
 	  fi; }
 
+# The PostgreSQL variant of the tests runs a throwaway cluster from Debian's initdb/pg_ctl.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's postgresql for the PostgreSQL tests"; \
+	    { apt-get update -qq >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	    echo "installing postgresql failed: the PostgreSQL tests will be SKIPPED" >&2; \
+	  else \
+	    echo "initdb missing (needs root and apt-get to install): PostgreSQL tests SKIPPED" >&2; \
+	  fi; }
+
 .secret_key:
 	$(PY) -c "import secrets; print(secrets.token_urlsafe(48))" > $@
 
@@ -46,7 +58,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy coordinator api storage tests bench
 
-pytest: install chromium
+pytest: install chromium postgres
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
