@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from api.serving import FD_RESERVE, connection_cap
+from coordinator.errors import ConfigurationError
+from coordinator.settings import Settings
 from tests.support.postgres import free_port
 from tests.test_cli import COMMAND, env_for
 
@@ -163,3 +166,24 @@ def test_serve_raises_the_open_file_soft_limit_to_the_hard_limit(tmp_path: Path)
         limits = Path(f"/proc/{served.process.pid}/limits").read_text().splitlines()
         (line,) = [line for line in limits if line.startswith("Max open files")]
         assert line.split()[3:5] == ["4096", "4096"], line
+
+
+def test_connection_cap_leaves_descriptors_for_everything_else() -> None:
+    assert connection_cap(None, 1024) == 1024 - FD_RESERVE
+    assert connection_cap(None, 256) == 128
+    assert connection_cap(100, 1024) == 100
+    assert connection_cap(5000, 1024) == 1024 - FD_RESERVE  # never beyond the limit
+    assert connection_cap(None, 1) == 1
+
+
+def test_flood_settings_are_read_and_checked() -> None:
+    base = {"SECRET_KEY": "c" * 40, "LIVEKIT_API_SECRET": "l" * 40}
+    default = Settings.from_env(base)
+    assert (default.header_timeout_seconds, default.max_connections) == (10.0, None)
+    tuned = Settings.from_env(
+        {**base, "MEET_HEADER_TIMEOUT_SECONDS": "2.5", "MEET_MAX_CONNECTIONS": "300"}
+    )
+    assert (tuned.header_timeout_seconds, tuned.max_connections) == (2.5, 300)
+    for name, value in (("MEET_HEADER_TIMEOUT_SECONDS", "0"), ("MEET_MAX_CONNECTIONS", "0")):
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_env({**base, name: value})
