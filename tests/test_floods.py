@@ -125,7 +125,7 @@ def test_idle_socket_flood_does_not_lock_out_other_clients(served: Served) -> No
             assert status == 200
             timings.append(elapsed)
             time.sleep(0.1)
-        assert max(timings) < 1.0, timings
+        assert max(timings) < 2.0, timings  # locked out before: no answer at all
     finally:
         stop.set()
         attacker.join(timeout=10)
