@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.access_log import RedactingAccessLogger
     from api.app import create_app
+    from api.serving import serve
 
     settings = _settings()
     app = create_app(settings)
@@ -48,13 +49,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app.on_startup.append(freeze_startup_objects)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
-        access_log_class=RedactingAccessLogger,
-        print=lambda message: print(message, flush=True),
+    asyncio.run(
+        serve(
+            app,
+            host=args.host,
+            port=args.port,
+            access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
+            access_log_class=RedactingAccessLogger,
+            header_timeout=settings.header_timeout_seconds,
+            max_connections=settings.max_connections,
+            print_=lambda message: print(message, flush=True),
+        )
     )
     return 0
 

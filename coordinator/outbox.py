@@ -43,7 +43,7 @@ from coordinator.s3 import S3Config
 from coordinator.settings import Settings
 from storage import outbox as outbox_store
 from storage import recording_context
-from storage.engine import SessionMaker
+from storage.engine import SessionMaker, is_outage, outage_summary
 from storage.outbox import OutboxRecord
 from storage.recordings import RecordingRecord
 from storage.records import UserRecord
@@ -119,8 +119,11 @@ class OutboxDispatcher:
         while not self._stopping:
             try:
                 handled = await self.run_once()
-            except Exception:
-                log.exception("outbox pass failed")
+            except Exception as exc:
+                if is_outage(exc):  # one line a pass, no traceback (nor parameters)
+                    log.warning("outbox pass: database unavailable: %s", outage_summary(exc))
+                else:
+                    log.exception("outbox pass failed")
                 handled = 0
             if handled or self._stopping:
                 continue

@@ -16,7 +16,7 @@ from coordinator.actor import RoomDirectory
 from coordinator.errors import CoordinatorError
 from coordinator.room import ReconcileRecording
 from storage import recordings as store
-from storage.engine import SessionMaker
+from storage.engine import SessionMaker, is_outage, outage_summary
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,11 @@ class Reconciler:
             await asyncio.sleep(self._every * random.uniform(0.9, 1.1))
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("reconciliation pass failed")
+            except Exception as exc:
+                if is_outage(exc):  # one line a pass, no traceback (nor parameters)
+                    log.warning("reconciliation: database unavailable: %s", outage_summary(exc))
+                else:
+                    log.exception("reconciliation pass failed")
 
     async def run_once(self) -> dict[str, str]:
         """One pass; returns the repairs made, by room."""

@@ -351,6 +351,10 @@ class Settings:
     # The outbox dispatcher and reconciler run in the server; tests drive them by hand.
     background_tasks: bool = True
     room_idle_seconds: float = 300.0
+    # ``serve``: a connection that has not sent a complete request head by then is closed;
+    # at most this many connections are open (None: as the open-file limit allows).
+    header_timeout_seconds: float = 10.0
+    max_connections: int | None = None
     connection_test_room_prefix: str = "connection-test"
     version: str = "0.1.0"
     throttles: ThrottleSettings = field(default_factory=ThrottleSettings)
@@ -479,6 +483,8 @@ class Settings:
             frontend_dist_dir=env.optional_str("FRONTEND_DIST_DIR"),
             lookup_cache_seconds=env.number("MEET_LOOKUP_CACHE_SECONDS", 2.0, allow_zero=True),
             room_idle_seconds=env.number("MEET_ROOM_IDLE_SECONDS", 300.0),
+            header_timeout_seconds=env.number("MEET_HEADER_TIMEOUT_SECONDS", 10.0),
+            max_connections=env.integer("MEET_MAX_CONNECTIONS", None, minimum=1),
             connection_test_room_prefix=env.text("CONNECTION_TEST_ROOM_PREFIX", "connection-test"),
             s3=S3Settings(
                 endpoint_url=env.text("AWS_S3_ENDPOINT_URL"),

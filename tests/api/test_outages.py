@@ -23,11 +23,18 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import text
 
 from api import keys
 from api.app import create_app
 from coordinator.errors import Unavailable
-from storage.engine import create_engine, create_sessionmaker
+from storage.engine import (
+    create_engine,
+    create_sessionmaker,
+    is_outage,
+    outage_summary,
+    probe_writes,
+)
 from storage.migrate import upgrade
 from tests.conftest import make_settings, run_in_thread
 from tests.support.factories import Factory, login
@@ -38,7 +45,9 @@ Client = TestClient[Any, Any]
 
 
 async def _logged_in_client(aiohttp_client: Any, url: str) -> Client:
-    client: Client = await aiohttp_client(create_app(make_settings(url)))
+    # Background passes run often, so the outage reaches them too (one log line each).
+    settings = make_settings(url, recording_reconcile_seconds=0.5)
+    client: Client = await aiohttp_client(create_app(settings))
     engine = create_engine(url)
     user = await Factory(create_sessionmaker(engine)).user()
     await engine.dispose()
@@ -96,6 +105,7 @@ async def test_postgres_stopped_is_503_then_recovers(
         assert await heartbeat.json() == {"database": "error"}
     assert (await client.get("/__lbheartbeat__")).status == 200
     assert (await client.get("/api/v1.0/config/")).status == 200
+    await asyncio.sleep(1.5)  # an outbox pass (every second) and a reconciliation pass
     _no_tracebacks(caplog)
     assert any("Database unavailable" in record.getMessage() for record in caplog.records)
 
@@ -151,3 +161,44 @@ async def test_sqlite_unwritable_file_is_503_and_fails_the_heartbeat(
     finally:
         _set_immutable(files, False)
     await _assert_healthy(client, "after")
+
+
+async def test_outages_are_told_from_bugs(tmp_path: Path, sqlite_template: Path) -> None:
+    path = tmp_path / "meet.db"
+    shutil.copy(sqlite_template, path)
+    read_only = create_engine(f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with pytest.raises(Exception) as refused:
+            await probe_writes(create_sessionmaker(read_only))
+        assert is_outage(refused.value)
+        assert "readonly" in outage_summary(refused.value)
+        async with create_sessionmaker(read_only)() as session:
+            with pytest.raises(Exception) as bug:
+                await session.execute(
+                    text("SELECT * FROM no_such_table WHERE x = :secret"), {"secret": "s3cr3t"}
+                )
+        assert not is_outage(bug.value)
+    finally:
+        await read_only.dispose()
+    assert is_outage(ConnectionRefusedError(111, "refused"))
+    assert not is_outage(ValueError("a bug"))
+
+
+async def test_a_read_only_sqlite_database_is_503_on_writes(
+    aiohttp_client: Any, tmp_path: Path, sqlite_template: Path
+) -> None:
+    path = tmp_path / "meet.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    user = await Factory(create_sessionmaker(engine)).user()
+    await engine.dispose()
+    read_only: Client = await aiohttp_client(
+        create_app(make_settings(f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true"))
+    )
+    login(read_only, read_only.app[keys.SESSIONS], user)
+    heartbeat = await read_only.get("/__heartbeat__")
+    assert heartbeat.status == 503
+    created = await read_only.post("/api/v1.0/rooms/", json={"name": "nope"})
+    assert created.status == 503, await created.text()
+    assert await created.json() == UNAVAILABLE
+    assert (await read_only.get("/api/v1.0/rooms/")).status == 200
