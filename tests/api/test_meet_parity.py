@@ -110,7 +110,7 @@ async def test_toggle_hand_reads_raised_as_drf(
     assert bool(ada.attributes.get("handRaisedAt")) is expected
 
 
-@pytest.mark.parametrize("value", [*NOT_BOOLEANS, "tRuE", "yEs", None])
+@pytest.mark.parametrize("value", [*NOT_BOOLEANS, "tRuE", "yEs"])
 async def test_toggle_hand_refuses_what_drf_refuses(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, value: Any
 ) -> None:
@@ -123,6 +123,20 @@ async def test_toggle_hand_refuses_what_drf_refuses(
     assert response.status == 400
     assert await response.json() == {"raised": ["Must be a valid boolean."]}
     assert not livekit_standin.calls_for("UpdateParticipant")
+
+
+async def test_toggle_hand_null_is_drfs_null_message(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room()
+    headers = lk_token(lk_client, str(room.id), "ada")
+    response = await lk_client.post(
+        url(room, "toggle-hand"), json={"raised": None}, headers=headers
+    )
+    assert response.status == 400
+    assert await response.json() == {"raised": ["This field may not be null."]}
+    response = await lk_client.post(url(room, "toggle-hand"), json={}, headers=headers)
+    assert await response.json() == {"raised": ["This field is required."]}
 
 
 @pytest.mark.parametrize(("value", "status"), [("no", "denied"), ("Yes", "accepted")])
