@@ -30,6 +30,7 @@ from api.frontend import frontend_routes
 from api.http import MAX_BODY_BYTES, dumps
 from api.middlewares import csrf_cookie_middleware, error_middleware, path_middleware
 from api.openapi import REGISTRY
+from api.proxy import forwarded_middleware
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
@@ -48,7 +49,12 @@ from storage.engine import create_engine, create_sessionmaker
 def create_app(settings: Settings) -> web.Application:
     """The application; resources (engine, HTTP session) live in ``cleanup_ctx``."""
     app = web.Application(
-        middlewares=[error_middleware, path_middleware, csrf_cookie_middleware],
+        middlewares=[
+            error_middleware,
+            forwarded_middleware,
+            path_middleware,
+            csrf_cookie_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.SETTINGS] = settings

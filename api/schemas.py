@@ -41,6 +41,8 @@ _DRF_FALSE = frozenset(
 def _drf_boolean(value: Any) -> Any:
     if isinstance(value, bool):
         return value
+    if value is None:
+        raise PydanticCustomError("null", "This field may not be null.")
     # DRF tests membership in sets holding 1 and 0, which 1.0 and 0.0 equal too.
     if isinstance(value, int | float) and value in (0, 1):
         return value == 1

@@ -34,19 +34,22 @@ class LoginRefused(PermissionDenied):
     """The identity is valid but may not log in (inactive, ambiguous, or not provisioned)."""
 
 
-def _text(value: Any) -> str:
-    """A claim as stored text: NUL characters (which PostgreSQL cannot store) are dropped."""
-    return str(value).replace("\x00", "")
+def _storable(text: str) -> str:
+    """``text`` without NUL and lone surrogates, which PostgreSQL cannot store."""
+    return "".join(c for c in text if c != "\x00" and not "\ud800" <= c <= "\udfff")
 
 
 def names_from_claims(
     settings: OIDCSettings, claims: Mapping[str, Any]
 ) -> tuple[str | None, str | None]:
-    """``(full_name, short_name)`` per OIDC_USERINFO_FULLNAME_FIELDS / _SHORTNAME_FIELD."""
-    parts = [_text(claims[f]).strip() for f in settings.fullname_fields if claims.get(f)]
+    """``(full_name, short_name)`` per OIDC_USERINFO_FULLNAME_FIELDS / _SHORTNAME_FIELD.
+
+    Characters no database can store are dropped: a display name is not worth a failed login.
+    """
+    parts = [_storable(str(claims[f])).strip() for f in settings.fullname_fields if claims.get(f)]
     full_name = " ".join(p for p in parts if p) or None
     short = claims.get(settings.shortname_field)
-    short_name = _text(short).strip() or None if short else None
+    short_name = _storable(str(short)).strip() or None if short else None
     return (full_name[:100] if full_name else None), (short_name[:100] if short_name else None)
 
 
@@ -73,6 +76,8 @@ async def resolve_user(
         # The e-mail identifies (fallback) and receives mail: refused, not silently altered.
         raise LoginRefused(INVALID_CLAIM)
     full_name, short_name = names_from_claims(settings, claims)
+    if email is not None and _storable(email) != email:
+        email = None  # unstorable, so no address at all: never matched, never stored
     when = now or datetime.now(UTC)
     try:
         return await _resolve(

@@ -131,6 +131,32 @@ class _Env:
             return default
         return tuple(item.strip() for item in value.split(",") if item.strip())
 
+    def header_pair(self, name: str) -> tuple[str, str] | None:
+        """Django's ``SECURE_PROXY_SSL_HEADER``: ``HTTP_X_FORWARDED_PROTO,https`` (or the HTTP
+        spelling ``X-Forwarded-Proto,https``, or a JSON pair); empty or unset: None."""
+        value = self.raw(name)
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        parts: list[Any] = []
+        if text.startswith(("[", "(")):
+            try:
+                parts = list(json.loads(text.replace("(", "[").replace(")", "]")))
+            except ValueError:
+                parts = []
+        else:
+            parts = [part.strip() for part in text.split(",")]
+        if len(parts) != 2 or not all(isinstance(p, str) and p.strip() for p in parts):
+            raise ConfigurationError(
+                f"{name}={value!r} must be a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https."
+            )
+        header, expected = (str(p).strip() for p in parts)
+        if header.upper().startswith("HTTP_"):
+            header = header[5:].replace("_", "-")
+        if not re.fullmatch(r"[A-Za-z0-9-]+", header):
+            raise ConfigurationError(f"{name}={value!r}: {header!r} is not a header name.")
+        return header, expected
+
     def json_object(self, name: str) -> dict[str, Any]:
         value = self.raw(name)
         if value is None or value.strip() == "":
@@ -331,6 +357,10 @@ class Settings:
     csrf_trusted_origins: tuple[str, ...] = ()
     # When set, /metrics asks for "Authorization: Bearer <OPS_TOKEN>".
     ops_token: Secret = field(default_factory=lambda: Secret(""))
+    # Django's pair: (header, value) meaning "the client spoke https to the trusted proxy";
+    # None: forwarded headers are ignored. Header names are HTTP ones ("X-Forwarded-Proto").
+    secure_proxy_ssl_header: tuple[str, str] | None = None
+    use_x_forwarded_host: bool = False
     frontend_configuration: dict[str, Any] = field(default_factory=dict)
     frontend_dist_dir: str | None = None
     lookup_cache_seconds: float = 2.0
@@ -479,6 +509,8 @@ class Settings:
                 "CSRF_TRUSTED_ORIGINS", env.items("DJANGO_CSRF_TRUSTED_ORIGINS", ())
             ),
             ops_token=env.secret("OPS_TOKEN"),
+            secure_proxy_ssl_header=env.header_pair("SECURE_PROXY_SSL_HEADER"),
+            use_x_forwarded_host=env.flag("USE_X_FORWARDED_HOST", False),
             frontend_configuration=env.json_object("FRONTEND_CONFIGURATION"),
             frontend_dist_dir=env.optional_str("FRONTEND_DIST_DIR"),
             lookup_cache_seconds=env.number("MEET_LOOKUP_CACHE_SECONDS", 2.0, allow_zero=True),

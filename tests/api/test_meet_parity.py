@@ -110,7 +110,7 @@ async def test_toggle_hand_reads_raised_as_drf(
     assert bool(ada.attributes.get("handRaisedAt")) is expected
 
 
-@pytest.mark.parametrize("value", [*NOT_BOOLEANS, "tRuE", "yEs", None])
+@pytest.mark.parametrize("value", [*NOT_BOOLEANS, "tRuE", "yEs"])
 async def test_toggle_hand_refuses_what_drf_refuses(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, value: Any
 ) -> None:
@@ -123,6 +123,20 @@ async def test_toggle_hand_refuses_what_drf_refuses(
     assert response.status == 400
     assert await response.json() == {"raised": ["Must be a valid boolean."]}
     assert not livekit_standin.calls_for("UpdateParticipant")
+
+
+async def test_toggle_hand_null_is_drfs_null_message(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
+) -> None:
+    room = await factory.room()
+    headers = lk_token(lk_client, str(room.id), "ada")
+    response = await lk_client.post(
+        url(room, "toggle-hand"), json={"raised": None}, headers=headers
+    )
+    assert response.status == 400
+    assert await response.json() == {"raised": ["This field may not be null."]}
+    response = await lk_client.post(url(room, "toggle-hand"), json={}, headers=headers)
+    assert await response.json() == {"raised": ["This field is required."]}
 
 
 @pytest.mark.parametrize(("value", "status"), [("no", "denied"), ("Yes", "accepted")])
@@ -362,3 +376,78 @@ async def test_users_routes_check_authentication_before_the_method(
     response = await client.request(method, target, json={})
     assert response.status == 405
     assert await response.json() == {"detail": f'Method "{method}" not allowed.'}
+
+
+# -- hostile bodies: deep JSON, NUL and lone surrogates ------------------------------------
+
+DEEP = "[" * 1000 + "]" * 1000
+DEEP_OBJECT = '{"a":' * 1000 + "1" + "}" * 1000
+
+
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT, "[" * 100_000 + "]" * 100_000])
+async def test_deeply_nested_json_is_400(
+    client: Client, factory: Factory, log_in: LogIn, body: str
+) -> None:
+    room = await factory.room()
+    headers = {"Content-Type": "application/json"}
+    for path in (f"/api/v1.0/rooms/{room.id}/request-entry/", "/api/v1.0/rooms/"):
+        response = await client.post(path, data=body, headers=headers)
+        assert response.status in (400, 401), (path, await response.text())
+        if response.status == 400:
+            assert (await response.json())["detail"].startswith("JSON parse error")
+    log_in(await factory.user())
+    response = await client.post("/api/v1.0/rooms/", data=body, headers=headers)
+    assert response.status == 400
+    assert (await response.json())["detail"].startswith("JSON parse error")
+    nested = '{"participant_identity": "bob", "metadata": ' + DEEP_OBJECT + "}"
+    response = await client.post(
+        f"/api/v1.0/rooms/{room.id}/update-participant/", data=nested, headers=headers
+    )
+    assert response.status in (400, 403)
+
+
+NUL = "a\u0000b"
+SURROGATE = "a\ud800b"
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+async def test_nul_and_surrogates_in_names_are_400(
+    lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn, bad: str
+) -> None:
+    message = (
+        "Null characters are not allowed."
+        if bad == NUL
+        else "Surrogate characters are not allowed: U+D800."
+    )
+    room, owner = await factory.room_with_role("owner", access_level="restricted")
+    response = await lk_client.post(url(room, "request-entry"), json={"username": bad})
+    assert response.status == 400
+    assert await response.json() == {"username": [message]}
+    if bad == NUL:  # a lone surrogate cannot travel in a URL (UTF-8 has no encoding for it)
+        response = await lk_client.get(f"/api/v1.0/rooms/{room.slug}/?username=a%00b")
+        assert response.status == 400
+        assert await response.json() == {"username": [message]}
+    await in_room(livekit_standin, room, "ada")
+    headers = lk_token(lk_client, str(room.id), "ada")
+    response = await lk_client.post(url(room, "rename"), json={"name": bad}, headers=headers)
+    assert response.status == 400
+    assert await response.json() == {"name": [message]}
+    lk_log_in(owner)
+    for payload in ({"name": bad}, {"name": "ok", "callback_id": bad}):
+        response = await lk_client.post("/api/v1.0/rooms/", json=payload)
+        assert response.status == 400, payload
+        assert list(await response.json()) == list(payload)[-1:]
+    response = await lk_client.patch(f"/api/v1.0/rooms/{room.id}/", json={"name": bad})
+    assert response.status == 400
+    assert await response.json() == {"name": [message]}
+    if bad == NUL:
+        response = await lk_client.get("/api/v1.0/users/?q=a%00b")
+        assert response.status == 400
+        assert await response.json() == {"q": [message]}
+    response = await lk_client.post(
+        url(room, "update-participant"), json={"participant_identity": bad, "name": "x"}
+    )
+    assert response.status == 400
+    assert await response.json() == {"participant_identity": [message]}
+    rooms = await (await lk_client.get("/api/v1.0/rooms/")).json()
+    assert [r["name"] for r in rooms["results"]] == [room.name]

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
+from coordinator.identity import names_from_claims
 from coordinator.settings import OIDCSettings, Secret
 from storage import users as user_store
 from tests.conftest import make_settings
@@ -229,3 +230,29 @@ async def test_bad_bearer_tokens_are_401(
     response = await client.get("/api/v1.0/users/me/", headers={"Authorization": f"Bearer {token}"})
     assert response.status == 401
     assert await response.json() == {"detail": "Invalid token."}
+
+
+async def test_unstorable_characters_in_claims_do_not_break_the_login(
+    make_client: MakeClient, oidc_provider: OIDCProvider, factory: Factory
+) -> None:
+    """NUL and lone surrogates were 500 on PostgreSQL: names drop them, such an e-mail is none."""
+    existing = await factory.user(email="ada@example.com")
+    client = await make_client(fallback_to_email_for_identification=True)
+    oidc_provider.next_user = {
+        "sub": "sub-nul",
+        "email": "ada\u0000@example.com",
+        "given_name": "A\u0000da",
+        "usual_name": "Love\u0000lace",
+    }
+    response = await walk_login(client)
+    assert response.status == 302 and response.headers["Location"] == "/dashboard"
+    me = await (await client.get("/api/v1.0/users/me/")).json()
+    assert me["id"] != str(existing.id)  # the e-mail fallback never saw a mangled address
+    assert (me["email"], me["full_name"], me["short_name"]) == (None, "Ada Lovelace", "Ada")
+
+
+def test_names_from_claims_drop_lone_surrogates() -> None:
+    """A JSON escape can carry a lone surrogate (the stand-in's signer cannot encode one)."""
+    settings = OIDCSettings()
+    claims = {"given_name": "A\ud800da", "usual_name": "Lovelace"}
+    assert names_from_claims(settings, claims) == ("Ada Lovelace", "Ada")

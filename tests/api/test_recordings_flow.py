@@ -434,7 +434,7 @@ async def test_stop_of_a_starting_egress_is_aborted(env: Env) -> None:
         {},
         {"mode": "video"},
         {"mode": "transcript", "options": {"unknown": 1}},
-        {"mode": "transcript", "options": {"transcribe": "yes"}},
+        {"mode": "transcript", "options": {"transcribe": "maybe"}},
         {"mode": "transcript", "options": {"original_mode": "other"}},
         [],
     ],
