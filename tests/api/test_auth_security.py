@@ -240,8 +240,8 @@ async def test_parallel_login_callbacks_of_a_new_user_make_one_account(
     async def callback_url(client: Client) -> str:
         start = await client.get("/api/v1.0/authenticate/", allow_redirects=False)
         async with aiohttp.ClientSession() as browser:
-            at_provider = await browser.get(start.headers["Location"], allow_redirects=False)
-            location = urlsplit(at_provider.headers["Location"])
+            async with browser.get(start.headers["Location"], allow_redirects=False) as answer:
+                location = urlsplit(answer.headers["Location"])
             return f"{location.path}?{location.query}"
 
     urls = [await callback_url(c) for c in clients]
