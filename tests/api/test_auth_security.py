@@ -89,13 +89,22 @@ async def test_logout_ends_only_its_own_session(
     make_client: MakeClient, oidc_provider: OIDCProvider
 ) -> None:
     laptop = await logged_in(make_client, oidc_provider)
-    phone_cookies = cookies_of(laptop)
-    # A second login of the same person (the provider remembers them) in the same app.
-    assert (await walk_login(laptop)).status == 302
-    assert cookies_of(laptop)["sessionid"] != phone_cookies["sessionid"]
+    phone = await logged_in(make_client, oidc_provider)  # same person, same database
     await laptop.get("/api/v1.0/logout/", allow_redirects=False)
     assert (await laptop.get(ME)).status == 401
-    assert (await replay(laptop, "GET", ME, phone_cookies)).status == 200
+    assert (await phone.get(ME)).status == 200
+
+
+async def test_a_new_login_ends_the_browser_previous_session(
+    make_client: MakeClient, oidc_provider: OIDCProvider
+) -> None:
+    client = await logged_in(make_client, oidc_provider)
+    before = cookies_of(client)
+    oidc_provider.next_user = dict(USER)
+    assert (await walk_login(client)).status == 302
+    assert cookies_of(client)["sessionid"] != before["sessionid"]
+    assert (await client.get(ME)).status == 200
+    assert (await replay(client, "GET", ME, before)).status == 401
 
 
 async def test_logout_by_post_requires_the_csrf_token(
