@@ -243,7 +243,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
     response.del_cookie(STATE_COOKIE, path="/")
     if CSRF_COOKIE not in request.cookies:
         set_csrf_cookie(request, response)
-    key = await request.app[keys.LOGIN_SESSIONS].open(user.id, max_age=settings.session_cookie_age)
+    sessions = request.app[keys.LOGIN_SESSIONS]
+    previous = session_key(request)
+    if previous is not None:
+        await sessions.close(previous[0])  # as Django's login(): the old key ends
+    key = await sessions.open(user.id, max_age=settings.session_cookie_age)
     session = {
         "sid": key,
         "uid": str(user.id),

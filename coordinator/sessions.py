@@ -12,7 +12,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from coordinator.cache import LookupCache
+from coordinator.cache import LookupCache, TTLCache
 from storage import sessions as session_store
 from storage.engine import SessionMaker
 
@@ -25,6 +25,9 @@ class LoginSessions:
     def __init__(self, sessionmaker: SessionMaker, cache: LookupCache) -> None:
         self._sessionmaker = sessionmaker
         self._cache = cache
+        # Sessions this process ended lately: a lookup that was in flight while one ended
+        # may have re-cached it as open; this answer wins for longer than any cache entry.
+        self._ended: TTLCache[str, bool] = TTLCache(ttl=cache.ttl + 5, max_size=100_000)
 
     async def open(self, user_id: uuid.UUID, *, max_age: int) -> str:
         """A new session of ``user_id`` lasting ``max_age`` seconds; returns its key."""
@@ -44,6 +47,8 @@ class LoginSessions:
     async def user_id(self, key: str) -> uuid.UUID | None:
         """The user of the live session ``key``; None when it ended, expired or never was."""
         digest = _hash(key)
+        if self._ended.get(digest):
+            return None
 
         async def load() -> tuple[uuid.UUID | None]:
             async with self._sessionmaker() as session:
@@ -56,6 +61,7 @@ class LoginSessions:
         digest = _hash(key)
         async with self._sessionmaker.begin() as session:
             await session_store.delete_session(session, digest)
+        self._ended.set(digest, True)
         self._cache.sessions.discard(digest)
 
     async def close_all(self, user_id: uuid.UUID) -> None:

@@ -42,10 +42,11 @@ async def get_user_by_sub(session: AsyncSession, sub: str) -> UserRecord | None:
 
 
 async def find_users_by_email(session: AsyncSession, email: str) -> list[UserRecord]:
-    """Users whose e-mail equals ``email`` case-insensitively, as Django's ``iexact`` (no
-    stripping: the address is compared as the provider sent it)."""
+    """Users whose e-mail equals ``email`` case-insensitively, like Meet's ``iexact`` (no
+    stripping: the address is compared as the provider sent it). ``lower()`` on both sides
+    uses the ``lower(email)`` index."""
     rows = await session.scalars(
-        select(User).where(func.upper(User.email) == func.upper(email)).limit(2)
+        select(User).where(func.lower(User.email) == func.lower(email)).limit(2)
     )
     return [user_record(u) for u in rows]
 

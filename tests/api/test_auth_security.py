@@ -89,13 +89,22 @@ async def test_logout_ends_only_its_own_session(
     make_client: MakeClient, oidc_provider: OIDCProvider
 ) -> None:
     laptop = await logged_in(make_client, oidc_provider)
-    phone_cookies = cookies_of(laptop)
-    # A second login of the same person (the provider remembers them) in the same app.
-    assert (await walk_login(laptop)).status == 302
-    assert cookies_of(laptop)["sessionid"] != phone_cookies["sessionid"]
+    phone = await logged_in(make_client, oidc_provider)  # same person, same database
     await laptop.get("/api/v1.0/logout/", allow_redirects=False)
     assert (await laptop.get(ME)).status == 401
-    assert (await replay(laptop, "GET", ME, phone_cookies)).status == 200
+    assert (await phone.get(ME)).status == 200
+
+
+async def test_a_new_login_ends_the_browser_previous_session(
+    make_client: MakeClient, oidc_provider: OIDCProvider
+) -> None:
+    client = await logged_in(make_client, oidc_provider)
+    before = cookies_of(client)
+    oidc_provider.next_user = dict(USER)
+    assert (await walk_login(client)).status == 302
+    assert cookies_of(client)["sessionid"] != before["sessionid"]
+    assert (await client.get(ME)).status == 200
+    assert (await replay(client, "GET", ME, before)).status == 401
 
 
 async def test_logout_by_post_requires_the_csrf_token(
@@ -240,8 +249,8 @@ async def test_parallel_login_callbacks_of_a_new_user_make_one_account(
     async def callback_url(client: Client) -> str:
         start = await client.get("/api/v1.0/authenticate/", allow_redirects=False)
         async with aiohttp.ClientSession() as browser:
-            at_provider = await browser.get(start.headers["Location"], allow_redirects=False)
-            location = urlsplit(at_provider.headers["Location"])
+            async with browser.get(start.headers["Location"], allow_redirects=False) as answer:
+                location = urlsplit(answer.headers["Location"])
             return f"{location.path}?{location.query}"
 
     urls = [await callback_url(c) for c in clients]
