@@ -154,6 +154,7 @@ class RoomActor:
         self._background: set[asyncio.Task[Any]] = set()
         self._side: deque[tuple[Any, float | None]] | None = None
         self._side_task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def name(self) -> str:
@@ -179,11 +180,15 @@ class RoomActor:
         return future
 
     def _ensure_drain(self) -> None:
+        if self._stopped:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"room:{self.name}")
 
     async def _feed(self, command: Command) -> Any:
         """Apply a follow-up command ahead of the queued ones; wait until it has applied."""
+        if self._stopped:
+            raise asyncio.CancelledError()
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._internal is None:
             self._internal = deque()
@@ -192,6 +197,7 @@ class RoomActor:
         return await done
 
     async def stop(self) -> None:
+        self._stopped = True
         tasks = [t for t in (self._task, *self._background) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
@@ -416,6 +422,9 @@ class RoomActor:
                 await self._feed(StartSettled())
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any], *, detached: bool = False) -> Any:
+        if self._stopped:
+            coroutine.close()
+            raise asyncio.CancelledError()
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(lambda t: self._settled(t, detached))
