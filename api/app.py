@@ -107,7 +107,12 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         settings, app[keys.SESSIONMAKER], adapter, slug_of=app[keys.ROOMS].slug_of
     )
     app[keys.RECORDINGS] = lifecycle
-    directory = LocalDirectory(adapter, lifecycle, idle_after=settings.room_idle_seconds)
+    directory = LocalDirectory(
+        adapter,
+        lifecycle,
+        idle_after=settings.room_idle_seconds,
+        timeout=settings.livekit.timeout_seconds,
+    )
     directory.start()
     app[keys.DIRECTORY] = directory
     app[keys.ROOMS].on_settings_changed = directory.call
@@ -116,7 +121,9 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     lifecycle.wake_outbox = dispatcher.wake
     app[keys.OUTBOX] = dispatcher
-    reconciler = Reconciler(app[keys.SESSIONMAKER], directory, settings.recording_reconcile_seconds)
+    reconciler = Reconciler(
+        app[keys.SESSIONMAKER], directory, settings.recording_reconcile_seconds, media=adapter
+    )
     app[keys.RECONCILER] = reconciler
     if settings.background_tasks:
         dispatcher.start()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from aiohttp import web
@@ -13,7 +15,14 @@ from api.auth import require_user
 from api.http import json_response, read_json
 from api.openapi import error_responses, operation
 from api.schemas import MessageOut, Request, Response, SchemaBool, Storable
-from coordinator.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from coordinator.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    UpstreamError,
+)
 from coordinator.outbox import enqueue_invitation
 from coordinator.room import RECORDING_CONFLICT, FinishRecording, StartRecording, StopRecording
 from coordinator.rooms import require_privileged
@@ -87,9 +96,10 @@ async def start_recording(request: web.Request) -> web.Response:
     room, role = await request.app[keys.ROOMS].get(request.match_info["lookup"], user)
     require_privileged(role)
     options = body.options.model_dump(exclude_none=True) if body.options else {}
-    reply = await request.app[keys.DIRECTORY].call(
-        str(room.id), StartRecording(body.mode, options, user.id)
-    )
+    with livekit_failures(f"Recording failed to start for room {room.slug}"):
+        reply = await request.app[keys.DIRECTORY].call(
+            str(room.id), StartRecording(body.mode, options, user.id)
+        )
     if reply == RECORDING_CONFLICT:
         raise Conflict(body={"error": f"A recording is already in progress for room {room.slug}"})
     return json_response(reply, status=201)
@@ -101,7 +111,7 @@ async def start_recording(request: web.Request) -> web.Response:
     name="stop_recording",
     summary="Stop the room's active recording",
     tag="recordings",
-    responses={200: MessageOut, **error_responses(401, 403, 404, 500, 503)},
+    responses={200: MessageOut, **error_responses(401, 403, 404, 502, 503)},
     security=True,
 )
 async def stop_recording(request: web.Request) -> web.Response:
@@ -109,8 +119,21 @@ async def stop_recording(request: web.Request) -> web.Response:
     _flag(request.app[keys.SETTINGS].recording_enable)
     room, role = await request.app[keys.ROOMS].get(request.match_info["lookup"], user)
     require_privileged(role)
-    reply = await request.app[keys.DIRECTORY].call(str(room.id), StopRecording())
+    with livekit_failures(f"Recording failed to stop for room {room.slug}"):
+        reply = await request.app[keys.DIRECTORY].call(str(room.id), StopRecording())
     return json_response(reply)
+
+
+@contextmanager
+def livekit_failures(message: str) -> Iterator[None]:
+    """LiveKit failures (and a room too busy to run the command in time) answer 502/503 with
+    the contract's ``{"error": …}`` body, as on every endpoint that calls LiveKit."""
+    try:
+        yield
+    except (Unavailable, UpstreamError) as exc:
+        if "error" in exc.body:
+            raise
+        raise type(exc)(body={"error": message}) from exc
 
 
 @operation(

@@ -107,7 +107,7 @@ class InstantRecordings:
     async def finish(self, room: str, *, recording_id: uuid.UUID) -> StepResult:
         return StepResult()
 
-    async def reconcile(self, room: str) -> StepResult:
+    async def reconcile(self, room: str, *, egresses: Any = None) -> StepResult:
         return StepResult()
 
 

@@ -1,11 +1,16 @@
 """The room actor shell and the local engine (``LocalDirectory``).
 
 ``RoomActor`` contract: commands apply one at a time in arrival order; the state a command
-decides is committed before any of its effects runs; effects run in the order ``decide``
-returned them, and an effect's follow-up command (``CallLiveKit.then``) applies before the next
-queued command. A mailbox task exists only while the room has queued work, so idle rooms cost
-only their state. On activation the actor rebuilds its state from the database (the recording
-in flight) and from LiveKit (participants, active egress), never from assumptions.
+decides is committed before any of its effects runs; a command's effects run in the order
+``decide`` returned them, and effects on the same target (a participant, the room, the
+recording) in the order their commands were decided. The mailbox is never held across a
+LiveKit call: calls run beside it and their follow-up commands (``CallLiveKit.then``,
+``StepResult.then``) are fed back ahead of queued commands, so lobby, webhook and snapshot
+commands never wait behind a hung LiveKit. Each command's deadline (queued at + the LiveKit
+timeout) bounds its wait in the queue and its LiveKit calls. A mailbox task exists only while
+the room has queued work, so idle rooms cost only their state. On activation the actor rebuilds
+its state from the database (the recording in flight, reconciled with its egresses) and from
+LiveKit (``ListParticipants``, authoritative for presence), never from assumptions.
 
 ``RoomDirectory`` is the only way ``api/`` reaches a room; ``LocalDirectory`` hosts every actor
 in this process. A Ray engine implements the same protocol.
@@ -18,18 +23,21 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any, Protocol
 
-from coordinator.errors import CoordinatorError
+from coordinator.deadlines import CALL_DEADLINE
+from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.media import Egress, Participant, RoomInfo
 from coordinator.room import (
     ApplyWebhook,
     CallLiveKit,
     Command,
     CompleteRecording,
+    Later,
     MergeMetadata,
+    ParticipantsListed,
     PersistRecordingStatus,
     RecordingLoaded,
     RecordingState,
@@ -37,6 +45,8 @@ from coordinator.room import (
     Recover,
     RoomState,
     SendData,
+    Snapshot,
+    StartSettled,
     StepResult,
     decide,
     is_idle,
@@ -86,7 +96,9 @@ class RecordingPort(Protocol):
     ) -> StepResult: ...
     async def end(self, room: str) -> StepResult: ...
     async def finish(self, room: str, *, recording_id: uuid.UUID) -> StepResult: ...
-    async def reconcile(self, room: str) -> StepResult: ...
+    async def reconcile(
+        self, room: str, *, egresses: tuple[Egress, ...] | None = None
+    ) -> StepResult: ...
 
 
 class RoomDirectory(Protocol):
@@ -94,7 +106,24 @@ class RoomDirectory(Protocol):
     async def close(self) -> None: ...
 
 
+Entry = tuple[Command, "asyncio.Future[Any] | None", float | None]  # command, reply, deadline
+BUSY_MESSAGE = "The room is busy; try again."
+SIDE_EFFECTS_KEPT = 1000  # best-effort effects queued per room beyond which new ones are dropped
+LISTING_RETRY_SECONDS = 5.0
+_SKIPPED = object()
+
+
 class RoomActor:
+    """One room: a mailbox applied one command at a time, and lanes for what waits on LiveKit.
+
+    The mailbox task only decides, commits and runs database effects; it never awaits LiveKit.
+    A command's LiveKit calls run in tasks of their own, ordered per target (participant
+    identity, the room, the recording), their follow-up commands fed back to the mailbox ahead
+    of queued commands; best-effort effects (metadata merges, lobby notifications) run in a
+    side lane. Every command has a deadline (queued at + the LiveKit timeout): one still queued
+    past it answers 503 without running, and its LiveKit calls never wait beyond it.
+    """
+
     def __init__(
         self,
         name: str,
@@ -102,17 +131,30 @@ class RoomActor:
         recordings: RecordingPort,
         *,
         clock: Callable[[], float] = time.monotonic,
+        timeout: float = 5.0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = RoomState(name=name, last_activity=clock())
         self._media = media
         self._recordings = recordings
         self._clock = clock
-        # Both exist only while the room has queued work: idle rooms cost only their state.
-        self._mailbox: deque[tuple[Command, asyncio.Future[Any]]] | None = None
+        self._wall_clock = wall_clock
+        self.timeout = timeout
+        # All of these exist only while the room has work: idle rooms cost only their state.
+        self._mailbox: deque[Entry] | None = None
+        self._internal: deque[Entry] | None = None  # follow-ups, applied before the mailbox
         self._task: asyncio.Task[None] | None = None
         self._activated = False
-        self._livekit_recovered = False
-        self._deferred: list[Any] = []
+        self._listed = False
+        self._listing: asyncio.Task[None] | None = None
+        self._listing_retry_at = 0.0
+        self._after_listing: list[Entry] = []
+        self._recovering: set[asyncio.Task[Any]] = set()
+        self._chains: dict[str, asyncio.Task[Any]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._side: deque[tuple[Any, float | None]] | None = None
+        self._side_task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def name(self) -> str:
@@ -120,105 +162,143 @@ class RoomActor:
 
     @property
     def busy(self) -> bool:
-        return bool(self._mailbox) or (self._task is not None and not self._task.done())
+        return (
+            bool(self._mailbox)
+            or bool(self._internal)
+            or bool(self._background)
+            or (self._task is not None and not self._task.done())
+        )
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Queue ``command``; the future resolves with its reply (or its error)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         if self._mailbox is None:
             self._mailbox = deque()
-        self._mailbox.append((command, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name=f"room:{self.name}")
+        self._mailbox.append((command, future, loop.time() + self.timeout))
+        self._ensure_drain()
         return future
 
+    def _ensure_drain(self) -> None:
+        if self._stopped:
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name=f"room:{self.name}")
+
+    async def _feed(self, command: Command) -> Any:
+        """Apply a follow-up command ahead of the queued ones; wait until it has applied."""
+        if self._stopped:
+            raise asyncio.CancelledError()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._internal is None:
+            self._internal = deque()
+        self._internal.append((command, done, None))
+        self._ensure_drain()
+        return await done
+
     async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        self._stopped = True
+        tasks = [t for t in (self._task, *self._background) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await self._task
-            except asyncio.CancelledError:
+                await task
+            except BaseException:  # cancelled or failed: the actor is going away
                 pass
-        while self._mailbox:
-            _, future = self._mailbox.popleft()
-            if not future.done():
-                future.cancel()
-        self._mailbox = None
+        for queue in (self._mailbox, self._internal, self._after_listing):
+            while queue:
+                _, future, _ = queue.pop()
+                if future is not None and not future.done():
+                    future.cancel()
+        self._mailbox = self._internal = None
+
+    def _next(self) -> Entry | None:
+        if self._internal:
+            return self._internal.popleft()
+        if self._mailbox:
+            return self._mailbox.popleft()
+        return None
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await self._drain_mailbox()
+            while (entry := self._next()) is not None:
+                command, future, deadline = entry
+                if future is not None and future.done():
+                    continue  # its caller gave up
+                try:
+                    if not self._activated:
+                        await self._activate()
+                    elif not self._listed and self._listing is None:
+                        if loop.time() >= self._listing_retry_at:
+                            self._start_listing()
+                    await self._handle(command, future, deadline)
+                except asyncio.CancelledError:
+                    if future is not None and not future.done():
+                        future.cancel()
+                    raise
+                except Exception as exc:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                    else:
+                        log.exception("room %s: %s failed", self.name, type(command).__name__)
         finally:
-            if not self._mailbox:
-                self._mailbox = None
+            if not self._mailbox and not self._internal:
+                self._mailbox = self._internal = None
                 self._task = None
 
-    async def _drain_mailbox(self) -> None:
-        while self._mailbox:
-            command, future = self._mailbox.popleft()
-            if future.cancelled():
-                continue
-            try:
-                if not self._activated or not self._livekit_recovered:
-                    await self._activate()
-                result = await self._handle(command)
-            except asyncio.CancelledError:
-                if not future.done():
-                    future.cancel()
-                raise
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(result)
-            finally:
-                await self._run_deferred()
-
-    async def _run_deferred(self) -> None:
-        """Best-effort effects whose outcome the caller does not wait for (metadata merges,
-        lobby notifications) run after the reply, still before the room's next command."""
-        while self._deferred:
-            await self._run(self._deferred.pop(0))
-
     async def _activate(self) -> None:
-        if not self._activated:
-            recording = await self._recordings.in_flight(self.name)
-            participants: tuple[Participant, ...] = ()
-            recording = await self._observe_egress(recording)
-            try:
-                participants = tuple(await self._media.list_participants(self.name))
-                self._livekit_recovered = True
-            except CoordinatorError as exc:
-                log.warning("room %s: recovery from LiveKit postponed: %s", self.name, exc)
-            self._apply(Recover(participants, recording))
-            self._activated = True
-            return
-        try:
-            participants = tuple(await self._media.list_participants(self.name))
-        except CoordinatorError:
-            return
-        self._livekit_recovered = True
-        self._apply(Recover(participants, await self._observe_egress(self.state.recording)))
+        """Rebuild from the database now, from LiveKit in the background (DESIGN §3.5)."""
+        recording = await self._recordings.in_flight(self.name)
+        self._activated = True
+        await self._handle(Recover((), recording), None, None)
+        reconcile = self._chains.get("recording")  # the recording's check, if one is in flight
+        if reconcile is not None:
+            self._recovering.add(reconcile)
+            reconcile.add_done_callback(self._recovered)
+        self._start_listing()
 
-    async def _observe_egress(self, recording: RecordingState | None) -> RecordingState | None:
-        if recording is None or not recording.egress_id:
-            return recording
+    def _start_listing(self) -> None:
+        self._listing = self._spawn(self._list_participants(), detached=True)
+        self._recovering.add(self._listing)
+        self._listing.add_done_callback(self._recovered)
+
+    def _recovered(self, task: asyncio.Task[Any]) -> None:
+        """Snapshots asked for while recovering are answered once recovery has applied."""
+        self._recovering.discard(task)
+        if self._recovering or not self._after_listing:
+            return
+        waiting, self._after_listing = self._after_listing, []
+        if self._internal is None:
+            self._internal = deque()
+        self._internal.extend(waiting)
+        self._ensure_drain()
+
+    async def _list_participants(self) -> None:
+        listed_at_ms = int(self._wall_clock() * 1000)
         try:
-            egresses = await self._media.list_egress(egress_id=recording.egress_id)
+            participants = await self._media.list_participants(self.name)
         except CoordinatorError as exc:
-            log.warning("room %s: egress state unknown: %s", self.name, exc)
-            return recording
-        for egress in egresses:
-            return replace(recording, egress_status=egress.status)
-        return recording
+            log.warning("room %s: recovery from LiveKit postponed: %s", self.name, exc)
+            self._listing_retry_at = asyncio.get_running_loop().time() + LISTING_RETRY_SECONDS
+        else:
+            await self._feed(ParticipantsListed(tuple(participants), listed_at_ms))
+            self._listed = True
+        finally:
+            self._listing = None
 
     def _apply(self, command: Command) -> Any:
         decision = decide(self.state, command, self._clock())
         self.state = decision.state
         return decision
 
-    async def _handle(self, command: Command) -> Any:
+    async def _handle(
+        self, command: Command, future: asyncio.Future[Any] | None, deadline: float | None
+    ) -> None:
+        if isinstance(command, Snapshot) and self._recovering and future is not None:
+            self._after_listing.append((command, future, deadline))  # answered once listed
+            return
         if isinstance(command, ApplyWebhook) and command.event.egress is not None:
             egress_id = command.event.egress.egress_id
             current = self.state.recording
@@ -226,23 +306,165 @@ class RoomActor:
                 known = await self._recordings.by_egress(egress_id)
                 self._apply(RecordingLoaded(known))  # adopts it if it is in flight
                 command = replace(command, recording=known)
-        decision = self._apply(command)  # state committed before the first await
-        result = decision.reply
+        decision = decide(self.state, command, self._clock())
+        if (
+            deadline is not None
+            and asyncio.get_running_loop().time() > deadline
+            and any(_waits_on_livekit(e) for e in decision.effects)
+        ):
+            # Queued past its deadline: it answers 503 without running (nothing committed).
+            raise Unavailable(BUSY_MESSAGE)
+        self.state = decision.state  # committed before the first await
+        pending: list[Any] = []
         for effect in decision.effects:
             if _best_effort(effect):
-                self._deferred.append(effect)
-                continue
-            outcome = await self._run(effect)
-            if isinstance(effect, CallLiveKit):
-                result = outcome
-                if effect.then is not None:
-                    await self._handle(effect.then)
-            elif isinstance(effect, RecordingStep):
-                assert isinstance(outcome, StepResult)
-                result = outcome.reply
-                if outcome.then is not None:
-                    await self._handle(outcome.then)
-        return result
+                self._side_effect(effect)
+            elif not pending and isinstance(effect, PersistRecordingStatus | CompleteRecording):
+                await self._run(effect)  # the database, in order, inside the mailbox
+            else:
+                pending.append(effect)
+        if not pending:
+            if future is not None and not future.done():
+                future.set_result(decision.reply)
+            return
+        attached: list[tuple[Any, asyncio.Task[Any]]] = []
+        previous: asyncio.Task[Any] | None = None
+        for effect in pending:
+            detached = isinstance(effect, Later) or getattr(effect, "detached", False)
+            key = _chain_key(effect)
+            before = self._chains.get(key) if key else None
+            task = self._spawn(
+                self._run_async(effect, previous, before, None if detached else deadline),
+                detached=detached,
+            )
+            if key:
+                self._chains[key] = task
+                task.add_done_callback(lambda t, k=key: self._unchain(k, t))
+            previous = task
+            if not detached:
+                attached.append((effect, task))
+        if future is not None:
+            self._spawn(self._reply(future, decision.reply, attached))
+
+    def _unchain(self, key: str, task: asyncio.Task[Any]) -> None:
+        if self._chains.get(key) is task:
+            del self._chains[key]
+
+    async def _reply(
+        self,
+        future: asyncio.Future[Any],
+        reply: Any,
+        attached: list[tuple[Any, asyncio.Task[Any]]],
+    ) -> None:
+        try:
+            for effect, task in attached:
+                outcome = await task
+                if outcome is not _SKIPPED and isinstance(effect, CallLiveKit | RecordingStep):
+                    reply = outcome
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(reply)
+
+    async def _run_async(
+        self,
+        effect: Any,
+        previous: asyncio.Task[Any] | None,
+        before: asyncio.Task[Any] | None,
+        deadline: float | None,
+    ) -> Any:
+        """One effect outside the mailbox, after the command's previous effect and after the
+        previous effect on the same target; never waiting or calling LiveKit past ``deadline``."""
+        starting = isinstance(effect, RecordingStep) and effect.action == "begin"
+        ran = False
+        try:
+            waits = {t for t in (previous, before) if t is not None and not t.done()}
+            if waits:
+                loop = asyncio.get_running_loop()
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                _, late = await asyncio.wait(waits, timeout=timeout)
+                if late:
+                    raise Unavailable(BUSY_MESSAGE)
+            if previous is not None and (previous.cancelled() or previous.exception()):
+                return _SKIPPED  # the command failed on an earlier effect
+            CALL_DEADLINE.set(deadline)  # this task's own context
+            ran = True
+            outcome: Any = None
+            then: Command | None = None
+            match effect:
+                case Later():
+                    await asyncio.sleep(effect.seconds)
+                    then = effect.command
+                case CallLiveKit():
+                    method = getattr(self._media, effect.method)
+                    outcome = await method(self.name, **effect.arguments)
+                    then = effect.then
+                case RecordingStep():
+                    method = getattr(self._recordings, effect.action)
+                    result = await method(self.name, **effect.arguments)
+                    assert isinstance(result, StepResult)
+                    outcome, then = result.reply, result.then
+                case _:
+                    await self._run(effect)
+            if then is not None:
+                await self._feed(then)
+            return outcome
+        except Exception as exc:
+            if starting:
+                starting = False
+                unsure = ran and isinstance(exc, Unavailable)
+                await self._feed(StartSettled(unsure=unsure, recheck_after=2 * self.timeout))
+            raise
+        finally:
+            if starting:
+                await self._feed(StartSettled())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], *, detached: bool = False) -> Any:
+        if self._stopped:
+            coroutine.close()
+            raise asyncio.CancelledError()
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(lambda t: self._settled(t, detached))
+        return task
+
+    def _settled(self, task: asyncio.Task[Any], detached: bool) -> None:
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here so an unawaited failure is never lost
+        if exc is not None and detached:
+            log.warning("room %s: background effect failed: %s", self.name, exc)
+
+    def _side_effect(self, effect: Any) -> None:
+        if self._side is None:
+            self._side = deque()
+        if len(self._side) >= SIDE_EFFECTS_KEPT:
+            log.warning("room %s: side effect dropped (%d queued)", self.name, len(self._side))
+            return
+        # A notification that could not go out within a timeout is no longer worth sending.
+        deadline = None
+        if isinstance(effect, SendData):
+            deadline = asyncio.get_running_loop().time() + self.timeout
+        self._side.append((effect, deadline))
+        if self._side_task is None:
+            self._side_task = self._spawn(self._drain_side(), detached=True)
+
+    async def _drain_side(self) -> None:
+        """Best-effort effects, in order, one at a time, never in the mailbox's way."""
+        try:
+            while self._side:
+                effect, deadline = self._side.popleft()
+                CALL_DEADLINE.set(deadline)
+                try:
+                    await self._run(effect)
+                except Exception as exc:
+                    log.warning("room %s: best-effort effect failed: %s", self.name, exc)
+        finally:
+            self._side_task = None
+            self._side = None
 
     async def _run(self, effect: Any) -> Any:
         room = self.name
@@ -262,17 +484,12 @@ class RoomActor:
                     )
                 except CoordinatorError as exc:
                     log.warning("room %s: metadata not updated: %s", room, exc)
-            case CallLiveKit():
-                method = getattr(self._media, effect.method)
-                return await method(room, **effect.arguments)
             case PersistRecordingStatus():
                 await self._recordings.set_status(
                     effect.recording_id, effect.status, effect.only_from
                 )
             case CompleteRecording():
                 await self._recordings.complete(effect.recording_id, effect.egress)
-            case RecordingStep():
-                return await getattr(self._recordings, effect.action)(room, **effect.arguments)
         return None
 
 
@@ -280,6 +497,26 @@ def _best_effort(effect: Any) -> bool:
     return isinstance(effect, MergeMetadata) or (
         isinstance(effect, SendData) and not effect.required
     )
+
+
+def _waits_on_livekit(effect: Any) -> bool:
+    if isinstance(effect, CallLiveKit):
+        return True
+    if isinstance(effect, SendData):
+        return effect.required
+    return isinstance(effect, RecordingStep) and not effect.detached
+
+
+def _chain_key(effect: Any) -> str | None:
+    """Effects with the same key run one after another, in the order they were decided."""
+    if isinstance(effect, CallLiveKit):
+        identity = effect.arguments.get("identity")
+        return f"participant:{identity}" if identity else "room"
+    if isinstance(effect, SendData):
+        return "room"
+    if isinstance(effect, Later):
+        return None
+    return "recording"  # recording steps and the database effects that follow them
 
 
 class LocalDirectory:
@@ -293,7 +530,9 @@ class LocalDirectory:
         idle_after: float = 300.0,
         sweep_every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        timeout: float = 5.0,
     ) -> None:
+        self.timeout = timeout  # a command's deadline: the LiveKit timeout
         self._media = media
         self._recordings = recordings
         self._clock = clock
@@ -309,12 +548,21 @@ class LocalDirectory:
     def actor(self, room: str) -> RoomActor:
         actor = self._actors.get(room)
         if actor is None:
-            actor = RoomActor(room, self._media, self._recordings, clock=self._clock)
+            actor = RoomActor(
+                room, self._media, self._recordings, clock=self._clock, timeout=self.timeout
+            )
             self._actors[room] = actor
         return actor
 
     async def call(self, room: str, command: Command) -> Any:
+        """The command's reply (or 503 when its deadline passed before it could run)."""
         return await self.actor(room).submit(command)
+
+    async def settle(self, room: str) -> None:
+        """Wait until the room has no queued command and no effect still running."""
+        actor = self._actors.get(room)
+        while actor is not None and actor.busy:  # noqa: ASYNC110 - a poll for tests and tools
+            await asyncio.sleep(0.005)
 
     def active_rooms(self) -> list[str]:
         return list(self._actors)

@@ -27,6 +27,7 @@ from livekit.protocol import egress as egress_proto
 from livekit.protocol import models
 from livekit.protocol import sip as sip_proto
 
+from coordinator.deadlines import time_left
 from coordinator.errors import NotFound, Unavailable, UpstreamError
 from coordinator.media import Egress, FileResult, Participant, RoomInfo, Track, WebhookEvent
 from coordinator.settings import EncodingSettings, LiveKitSettings, S3Settings
@@ -81,6 +82,7 @@ def _participant(info: models.ParticipantInfo) -> Participant:
         tracks=tuple(_track(t) for t in info.tracks),
         attributes=dict(info.attributes),
         metadata=info.metadata,
+        joined_at_ms=int(info.joined_at_ms),
     )
 
 
@@ -149,8 +151,9 @@ class LiveKitAdapter:
         self.timeout = settings.timeout_seconds
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        timeout = time_left(self.timeout)  # the command's deadline counts its time queued
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout):
                 return await call()
         except api.ServerError as exc:
             if exc.status == 404:
@@ -163,7 +166,7 @@ class LiveKitAdapter:
                 code=str(exc.code),
             ) from exc
         except TimeoutError as exc:
-            raise LiveKitUnavailable(f"{what}: no answer within {self.timeout:g} s") from exc
+            raise LiveKitUnavailable(f"{what}: no answer within {timeout:.3g} s") from exc
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise LiveKitUnavailable(f"{what}: {type(exc).__name__}") from exc
 

@@ -71,6 +71,7 @@ class Participant:
     tracks: tuple[Track, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict)
     metadata: str = ""
+    joined_at_ms: int = 0  # unix milliseconds (0 when LiveKit does not say)
 
     @property
     def present(self) -> bool:

@@ -2,9 +2,16 @@
 
 Start: one transaction inserts the Recording (``initiated``) and the caller's ``owner``
 RecordingAccess (the partial unique index turns a race into 409), then the egress starts: success
-→ ``active`` with the egress id, failure → ``failed_to_start`` and 502. Stop maps StopEgress's
-status (ENDING → stopped, ABORTED → aborted, other → failed_to_stop; errors → failed_to_stop and
-500). Completion, in one transaction: ``saved`` plus the outbox rows of its notifications.
+→ ``active`` with the egress id, failure → ``failed_to_start`` and 502 (LiveKit answered an error)
+or 503 (unreachable, timed out). Stop maps StopEgress's status (ENDING → stopped, ABORTED →
+aborted, other → failed_to_stop; errors → failed_to_stop and 502/503, DESIGN §5). Completion, in
+one transaction: ``saved`` plus the outbox rows of its notifications.
+
+Reconciliation (every pass, at actor activation, after a start that timed out, and when a webhook
+names an egress no recording tracks) repairs the recording in flight from its egress, resolves an
+``initiated`` recording left by a dead process (adopting the egress that writes its file, else
+``failed_to_start``), and stops every other live egress of the room no recording tracks: no
+egress records a room without a recording the API shows.
 """
 
 from __future__ import annotations
@@ -17,17 +24,24 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from coordinator.errors import Conflict, CoordinatorError, NotFound, UpstreamError
+from coordinator.errors import Conflict, CoordinatorError, NotFound, Unavailable, UpstreamError
 from coordinator.integrations import start_metadata_collector
 from coordinator.livekit import LiveKitAdapter
 from coordinator.media import Egress
 from coordinator.notifications import notification_targets, summary_idempotency_key
 from coordinator.recording_abilities import recording_key as object_key
-from coordinator.room import RecordingState, StepResult, TrackRecording
+from coordinator.room import (
+    IN_FLIGHT,
+    ReconcileRecording,
+    RecordingState,
+    StepResult,
+    TrackRecording,
+)
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid
 from storage import outbox as outbox_store
 from storage import recordings as store
+from storage import rooms as room_store
 from storage.engine import SessionMaker
 from storage.models import utcnow
 from storage.recordings import RecordingRecord
@@ -37,8 +51,15 @@ SAVABLE = ("active", "stopped")
 STOP_STATUS = {"EGRESS_ENDING": "stopped", "EGRESS_ABORTED": "aborted"}
 
 
-class RecordingFailedToStop(CoordinatorError):
-    status = 500  # the contract's answer; the recording is marked failed_to_stop
+LIVE_EGRESS = ("EGRESS_STARTING", "EGRESS_ACTIVE")
+START_MARGIN_SECONDS = 2.0  # beyond the LiveKit timeout, no live start is still initiated
+
+
+def livekit_failure(exc: CoordinatorError, body: dict[str, Any]) -> CoordinatorError:
+    """503 when LiveKit was unreachable or timed out, 502 for any answered error."""
+    if isinstance(exc, Unavailable):
+        return Unavailable(body=body)
+    return UpstreamError(body=body)
 
 
 def recording_state(record: RecordingRecord | None) -> RecordingState | None:
@@ -126,9 +147,8 @@ class RecordingLifecycle:
         except CoordinatorError as exc:
             log.warning("room %s: recording %s failed to start: %s", room, recording_id, exc)
             await self.set_status(recording_id, "failed_to_start", ("initiated",))
-            raise UpstreamError(
-                body={"error": f"Recording failed to start for room {slug}"}
-            ) from exc
+            body = {"error": f"Recording failed to start for room {slug}"}
+            raise livekit_failure(exc, body) from exc
         async with self._sessionmaker.begin() as session:
             await store.set_status(
                 session,
@@ -167,9 +187,8 @@ class RecordingLifecycle:
         except CoordinatorError as exc:
             log.warning("room %s: recording %s failed to stop: %s", room, record.id, exc)
             await self.set_status(record.id, "failed_to_stop", ("active",))
-            raise RecordingFailedToStop(
-                body={"error": f"Recording failed to stop for room {slug}"}
-            ) from exc
+            body = {"error": f"Recording failed to stop for room {slug}"}
+            raise livekit_failure(exc, body) from exc
         status = STOP_STATUS.get(egress.status, "failed_to_stop")
         await self.set_status(record.id, status, ("active",))
         reply = {"message": f"Recording stopped for room {slug}."}
@@ -240,31 +259,96 @@ class RecordingLifecycle:
 
     # -- reconciliation ------------------------------------------------------------------
 
-    async def reconcile(self, room: str) -> StepResult:
-        """Repair drift between the recording in flight and its egress; logs every repair."""
+    async def reconcile(
+        self, room: str, *, egresses: tuple[Egress, ...] | None = None
+    ) -> StepResult:
+        """Repair drift between the room's recordings and its egresses; logs every repair.
+
+        ``egresses``: the room's egresses to look at (None: ask LiveKit for its live ones)."""
         room_id = parse_uuid(room)
-        if room_id is None:
-            return StepResult(None)
+        if room_id is None or str(room_id) != room:
+            return StepResult(None)  # unregistered rooms never record
         async with self._sessionmaker() as session:
             record = await store.in_flight_recording(session, room_id)
-        if record is None:
-            return StepResult(None, TrackRecording(None))
-        if not record.worker_id:
-            stuck_for = (utcnow() - record.created_at).total_seconds()
-            if stuck_for > self._settings.recording_stuck_initiated_seconds:
-                await self.set_status(record.id, "failed_to_start", ("initiated",))
-                log.warning(
-                    "reconcile: recording %s stuck in initiated for %.0f s -> failed_to_start",
+        if egresses is None:
+            egresses = tuple(await self._media.list_egress(room=room, active=True))
+        outcome: str | None = None
+        then: Any = None
+        if record is not None and not record.worker_id:
+            outcome, then, record = await self._resolve_initiated(record, egresses)
+        elif record is not None:
+            outcome, then = await self._repair_active(record, egresses)
+            if outcome is not None:
+                record = None
+        tracked = record.worker_id if record is not None else None
+        stopped = await self._stop_untracked(room, room_id, egresses, tracked)
+        if outcome is None and stopped:
+            outcome = "stopped_untracked_egress"
+        if then is None:
+            then = TrackRecording(recording_state(record))
+        return StepResult(outcome, then)
+
+    async def _resolve_initiated(
+        self, record: RecordingRecord, egresses: tuple[Egress, ...]
+    ) -> tuple[str | None, Any, RecordingRecord | None]:
+        """An ``initiated`` recording this actor is not starting: a start died mid-way."""
+        key = recording_key(self._settings, record.id, record.mode)
+        egress = next(
+            (e for e in egresses if e.status in LIVE_EGRESS and key in egress_files(e)), None
+        )
+        if egress is not None:
+            async with self._sessionmaker.begin() as session:
+                adopted = await store.set_status(
+                    session,
                     record.id,
-                    stuck_for,
+                    "active",
+                    only_from=("initiated",),
+                    worker_id=egress.egress_id,
                 )
-                return StepResult("failed_to_start", TrackRecording(None))
-            return StepResult(None)
-        egresses = await self._media.list_egress(egress_id=record.worker_id)
-        egress = egresses[0] if egresses else None
+            if adopted:
+                log.warning(
+                    "reconcile: recording %s left initiated adopts egress %s (file %s)",
+                    record.id,
+                    egress.egress_id,
+                    key,
+                )
+                record = replace(record, status="active", worker_id=egress.egress_id)
+                state = recording_state(record)
+                assert state is not None
+                state = replace(state, egress_status=egress.status)
+                return "adopted", TrackRecording(state), record
+            return None, None, record
+        age = (utcnow() - record.created_at).total_seconds()
+        limit = min(
+            self._settings.recording_stuck_initiated_seconds,
+            self._settings.livekit.timeout_seconds + START_MARGIN_SECONDS,
+        )
+        if age <= limit:
+            # Maybe still being started by a live process: look again once it cannot be.
+            return None, ReconcileRecording(after=limit - age + 0.1), record
+        await self.set_status(record.id, "failed_to_start", ("initiated",))
+        log.warning(
+            "reconcile: recording %s initiated for %.0f s with no egress -> failed_to_start",
+            record.id,
+            age,
+        )
+        return "failed_to_start", TrackRecording(None), None
+
+    async def _repair_active(
+        self, record: RecordingRecord, egresses: tuple[Egress, ...]
+    ) -> tuple[str | None, Any]:
+        assert record.worker_id
+        egress = next((e for e in egresses if e.egress_id == record.worker_id), None)
+        if egress is None:
+            found = await self._media.list_egress(egress_id=record.worker_id)
+            egress = found[0] if found else None
         repair = _repair(record, egress)
         if repair is None:
-            return StepResult(None, TrackRecording(recording_state(record)))
+            state = recording_state(record)
+            assert state is not None
+            if egress is not None:
+                state = replace(state, egress_status=egress.status)
+            return None, TrackRecording(state)
         await self.set_status(record.id, repair, (record.status,))
         log.warning(
             "reconcile: recording %s was %s but egress %s is %s -> %s",
@@ -278,7 +362,48 @@ class RecordingLifecycle:
             await self.complete(record.id, egress)
         updated = recording_state(record)
         assert updated is not None
-        return StepResult(repair, TrackRecording(replace(updated, status=repair)))
+        return repair, TrackRecording(replace(updated, status=repair))
+
+    async def _stop_untracked(
+        self,
+        room: str,
+        room_id: uuid.UUID,
+        egresses: tuple[Egress, ...],
+        tracked: str | None,
+    ) -> int:
+        """Stop the room's live egresses that no recording in flight tracks."""
+        live = [e for e in egresses if e.status in LIVE_EGRESS and e.egress_id != tracked]
+        if not live:
+            return 0
+        async with self._sessionmaker() as session:
+            if await room_store.get_room(session, room_id=room_id) is None:
+                return 0  # not one of our rooms: not ours to stop
+            owners = {
+                e.egress_id: await store.recording_by_worker(session, e.egress_id) for e in live
+            }
+        stopped = 0
+        for egress in live:
+            known = owners[egress.egress_id]
+            if known is not None and known.status in IN_FLIGHT:
+                continue  # tracked (by a recording in flight)
+            try:
+                await self._media.stop_egress(egress.egress_id)
+            except CoordinatorError as exc:
+                log.warning("reconcile: untracked egress %s not stopped: %s", egress.egress_id, exc)
+                continue
+            stopped += 1
+            log.warning(
+                "reconcile: room %s: stopped untracked egress %s (files %s, recording %s)",
+                room,
+                egress.egress_id,
+                ", ".join(egress_files(egress)) or "none",
+                f"{known.id} is {known.status}" if known is not None else "none",
+            )
+        return stopped
+
+
+def egress_files(egress: Egress) -> tuple[str, ...]:
+    return tuple(f.filename for f in egress.files if f.filename)
 
 
 def _repair(record: RecordingRecord, egress: Egress | None) -> str | None:

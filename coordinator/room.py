@@ -86,6 +86,9 @@ class RoomState:
     lobby_notification_pending: bool = False
     commands: int = 0
     webhooks: int = 0
+    starting: bool = False  # a recording start of this actor is under way
+    listed_at_ms: int = 0  # when LiveKit's participant list last replaced ours (unix ms)
+    listed_sids: frozenset[str] = frozenset()  # the sessions that list held
 
 
 def live_lobby(state: RoomState, now: float) -> dict[str, LobbyEntry]:
@@ -110,6 +113,17 @@ class Recover:
 
     participants: tuple[Participant, ...]
     recording: RecordingState | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantsListed:
+    """LiveKit's participant list, asked for at ``listed_at_ms`` (unix ms, the shell's clock).
+
+    It is authoritative for presence: a session it lacks that joined before it was asked for
+    has left (a webhook replayed later cannot bring it back)."""
+
+    participants: tuple[Participant, ...]
+    listed_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +217,15 @@ class StartRecording:
 
 
 @dataclass(frozen=True, slots=True)
+class StartSettled:
+    """The start step of this actor ended; ``unsure``: LiveKit may still create its egress
+    (the call timed out), so the room's egresses are swept now and after ``recheck_after``."""
+
+    unsure: bool = False
+    recheck_after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class StopRecording:
     pass
 
@@ -216,11 +239,16 @@ class FinishRecording:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileRecording:
-    """Compare the recording in flight with LiveKit's egress and repair drift."""
+    """Compare the recording in flight with LiveKit's egress and repair drift; stop or adopt
+    the room's egresses no recording tracks (``egresses``: the ones to look at, None = ask)."""
+
+    egresses: tuple[Egress, ...] | None = None
+    after: float = 0.0  # > 0: look again that many seconds from now
 
 
 Command = (
     Recover
+    | ParticipantsListed
     | ApplyWebhook
     | RecordingLoaded
     | RequestEntry
@@ -235,6 +263,7 @@ Command = (
     | TrackRecording
     | Snapshot
     | StartRecording
+    | StartSettled
     | StopRecording
     | FinishRecording
     | ReconcileRecording
@@ -289,6 +318,15 @@ class RecordingStep:
 
     action: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    detached: bool = False  # True: the command's reply does not wait for it
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Apply ``command`` to the room after ``seconds`` (a timer of the shell)."""
+
+    seconds: float
+    command: Command
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +342,7 @@ Effect = (
     | PersistRecordingStatus
     | CompleteRecording
     | RecordingStep
+    | Later
 )
 
 RECORDING_CONFLICT = "conflict"
@@ -325,7 +364,13 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
     match command:
         case Recover():
             participants = {p.identity: p for p in command.participants if p.present}
-            return Decision(replace(state, participants=participants, recording=command.recording))
+            recovered = replace(state, participants=participants, recording=command.recording)
+            if command.recording is not None and command.recording.status in IN_FLIGHT:
+                # Its egress may have moved (or, for ``initiated``, been created) meanwhile.
+                return Decision(recovered, (RecordingStep("reconcile", detached=True),))
+            return Decision(recovered)
+        case ParticipantsListed():
+            return Decision(_listed(state, command))
         case ApplyWebhook():
             return _webhook(state, command.event, command.recording)
         case RecordingLoaded():
@@ -381,8 +426,13 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
         case Snapshot():
             return Decision(state, reply=snapshot(state, now))
         case StartRecording():
-            if state.recording is not None and state.recording.status in IN_FLIGHT:
+            # A recovered ``initiated`` recording is being resolved by a reconcile step that
+            # runs first; the database's partial unique index decides after it.
+            if state.starting or (
+                state.recording is not None and state.recording.status == "active"
+            ):
                 return Decision(state, reply=RECORDING_CONFLICT)
+            state = replace(state, starting=True)
             step = RecordingStep(
                 "begin",
                 {
@@ -392,14 +442,23 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
                 },
             )
             return Decision(state, (step,))
+        case StartSettled():
+            state = replace(state, starting=False)
+            if not command.unsure:
+                return Decision(state)
+            sweep = RecordingStep("reconcile", detached=True)
+            return Decision(state, (sweep, Later(command.recheck_after, ReconcileRecording())))
         case StopRecording():
             return Decision(state, (RecordingStep("end"),))
         case FinishRecording():
             return Decision(
                 state, (RecordingStep("finish", {"recording_id": command.recording_id}),)
             )
+        case ReconcileRecording() if command.after > 0:
+            return Decision(state, (Later(command.after, replace(command, after=0.0)),))
         case ReconcileRecording():
-            return Decision(state, (RecordingStep("reconcile"),))
+            arguments = {} if command.egresses is None else {"egresses": command.egresses}
+            return Decision(state, (RecordingStep("reconcile", arguments),))
         case _:
             assert_never(command)
 
@@ -488,17 +547,54 @@ def _webhook(state: RoomState, event: WebhookEvent, recording: RecordingState | 
     state = replace(state, seen_events=seen or state.seen_events, webhooks=state.webhooks + 1)
     kind = event.event
     if kind == "participant_joined" and event.participant is not None:
+        if _before_listing(state, event.participant):
+            return Decision(state, reply="stale")
         return Decision(_joined(state, event.participant), reply="applied")
     if kind == "participant_left" and event.participant is not None:
         return Decision(_left(state, event.participant, event.created_at), reply="applied")
     if kind in ("track_published", "track_unpublished") and event.participant and event.track:
         published = kind == "track_published"
+        if published and _before_listing(state, event.participant):
+            return Decision(state, reply="stale")
         return Decision(_track(state, event.participant, event.track, published), reply="applied")
     if kind == "room_finished":
         return Decision(replace(state, participants={}, lobby={}), reply="applied")
     if kind in ("egress_started", "egress_updated", "egress_ended") and event.egress:
         return _egress_event(state, kind, event.egress, recording)
     return Decision(state, reply="ignored")
+
+
+def _joined_at_ms(participant: Participant) -> int:
+    if participant.joined_at_ms:
+        return participant.joined_at_ms
+    return (participant.joined_at + 1) * 1000 if participant.joined_at else 0  # seconds only
+
+
+def _before_listing(state: RoomState, who: Participant) -> bool:
+    """A session LiveKit's last list lacked although it joined before that list was asked
+    for: it has left since (a replayed or late webhook)."""
+    if not state.listed_at_ms or not who.sid or who.sid in state.listed_sids:
+        return False
+    joined = _joined_at_ms(who)
+    return 0 < joined < state.listed_at_ms
+
+
+def _listed(state: RoomState, command: ParticipantsListed) -> RoomState:
+    participants = {
+        p.identity: p
+        for p in command.participants
+        if p.present and not (p.sid and p.sid in state.departed)  # left since it was listed
+    }
+    listed = replace(
+        state,
+        listed_at_ms=command.listed_at_ms,
+        listed_sids=frozenset(p.sid for p in participants.values() if p.sid),
+    )
+    for identity, current in state.participants.items():
+        # Applied from webhooks meanwhile: kept when newer than the list.
+        if identity not in participants and not _before_listing(listed, current):
+            participants[identity] = current
+    return replace(listed, participants=participants)
 
 
 def _remember_departed(state: RoomState, sid: str, when: int) -> Mapping[str, int]:
@@ -555,7 +651,11 @@ def _egress_event(
     in_flight = state.recording
     recording = in_flight if in_flight and in_flight.egress_id == egress.egress_id else known
     if recording is None or recording.egress_id != egress.egress_id:
-        return Decision(state, reply="unknown_recording")
+        if egress.status not in ("EGRESS_STARTING", "EGRESS_ACTIVE"):
+            return Decision(state, reply="unknown_recording")
+        # An egress no recording tracks records the room: adopt it or stop it.
+        sweep = RecordingStep("reconcile", {"egresses": (egress,)}, detached=True)
+        return Decision(state, (sweep,), reply="unknown_recording")
     if recording.egress_status is not None and egress_rank(egress.status) < egress_rank(
         recording.egress_status
     ):

@@ -175,6 +175,7 @@ def _participant(data: dict[str, Any]) -> Participant:
         tracks=tuple(tracks),
         attributes=dict(attributes),
         metadata=_str(data, "metadata"),
+        joined_at_ms=_int(data, "joinedAtMs", "joined_at_ms"),
     )
 
 

@@ -175,3 +175,43 @@ async def test_webhook_ingestion_survives_a_dropped_actor(
     livekit_standin.join(name, "bob")  # the actor comes back from LiveKit, then applies this
     await livekit_standin.webhooks.drain()
     assert identities(await live(lk_client, room)) == ["ada", "bob"]
+
+
+@pytest.mark.parametrize("listed_first", [False, True])
+async def test_a_join_replayed_after_a_restart_does_not_bring_back_who_left(
+    lk_client: Client,
+    aiohttp_client: Any,
+    livekit_standin: LiveKitStandin,
+    factory: Factory,
+    listed_first: bool,
+) -> None:
+    """Issue 9 point 13: the restarted process knows nothing of the events it applied, but
+    LiveKit's participant list (asked for at recovery) is authoritative for the sessions that
+    joined before it; a replayed join of such a session is stale (fails before: resurrected)."""
+    from api.app import create_app
+
+    room = await factory.room()
+    name = str(room.id)
+    livekit_standin.join(name, "ada")
+    livekit_standin.join(name, "bob")
+    livekit_standin.leave(name, "ada")
+    await livekit_standin.webhooks.drain()
+    assert identities(await live(lk_client, room)) == ["bob"]
+    [ada_joined] = [
+        e
+        for e in livekit_standin.events
+        if e.event == "participant_joined" and e.participant.identity == "ada"
+    ]
+    settings = lk_client.app[keys.SETTINGS]
+    await lk_client.close()  # the process stops…
+    restarted: Client = await aiohttp_client(create_app(settings))  # …a new one, same database
+    livekit_standin.webhook_url = str(restarted.make_url(URL))
+    if listed_first:
+        assert identities(await live(restarted, room)) == ["bob"]
+    body, headers = sign_webhook(ada_joined, livekit_standin.api_key, livekit_standin.api_secret)
+    response = await restarted.post(URL, data=body, headers=headers)  # the replay
+    assert response.status == 200
+    assert identities(await live(restarted, room)) == ["bob"]
+    livekit_standin.join(name, "ada")  # a real new session of ada is applied
+    await livekit_standin.webhooks.drain()
+    assert identities(await live(restarted, room)) == ["ada", "bob"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from dataclasses import replace
 
 from coordinator.media import Egress, Participant, Track, WebhookEvent
 from coordinator.room import (
@@ -207,3 +208,63 @@ def test_a_coalesced_newcomer_is_announced_at_the_next_poll() -> None:
     due = decide(early.state, RequestEntry("p2", "B"), 1.5)  # any poll past the interval
     assert due.effects == (SendData({"type": "participantWaiting"}),)
     assert decide(due.state, RequestEntry("p1", "A"), 3.0).effects == ()  # nothing pending
+
+
+def session(identity: str, sid: str, joined_at_ms: int) -> Participant:
+    return Participant(identity=identity, sid=sid, joined_at_ms=joined_at_ms)
+
+
+def test_livekit_listing_is_authoritative_for_sessions_that_joined_before_it() -> None:
+    from coordinator.room import ParticipantsListed
+
+    listed_at = 5_000
+    # Applied from webhooks while the list was asked for: a replayed old join, a new session.
+    state = decide(
+        RoomState(ROOM), event("participant_joined", participant=session("old", "PA_o", 1_000)), 0
+    ).state
+    state = decide(
+        state, event("participant_joined", participant=session("new", "PA_n", 6_000)), 0
+    ).state
+    state = decide(
+        state, event("participant_left", participant=session("bob", "PA_b", 2_000)), 0
+    ).state
+    listing = (session("bob", "PA_b", 2_000), session("cy", "PA_c", 3_000))
+    state = decide(state, ParticipantsListed(listing, listed_at), 1).state
+    # old: joined before the list, absent from it (left); bob: listed but his leave came later.
+    assert sorted(state.participants) == ["cy", "new"]
+    replay = decide(
+        state, event("participant_joined", participant=session("old", "PA_o", 1_000)), 2
+    )
+    assert replay.reply == "stale" and "old" not in replay.state.participants
+    track = Track(sid="TR_1", kind="AUDIO", source="MICROPHONE")
+    stale_track = decide(
+        state, event("track_published", participant=session("old", "PA_o", 1_000), track=track), 2
+    )
+    assert stale_track.reply == "stale"
+    fresh = decide(
+        state, event("participant_joined", participant=session("old", "PA_o2", 7_000)), 2
+    )
+    assert fresh.reply == "applied" and fresh.state.participants["old"].sid == "PA_o2"
+    listed = decide(state, event("participant_joined", participant=session("cy", "PA_c", 3_000)), 2)
+    assert listed.reply == "applied"  # a session the list holds is never stale
+
+
+def test_one_start_at_a_time_and_untracked_egresses_are_swept() -> None:
+    from coordinator.room import RecordingStep, StartRecording, StartSettled
+
+    start = StartRecording("transcript", {}, uuid.uuid4())
+    first = decide(RoomState(ROOM), start, 0)
+    assert first.effects[0] == RecordingStep(
+        "begin", {"mode": "transcript", "options": {}, "user_id": start.user_id}
+    )
+    assert decide(first.state, start, 1).reply == "conflict"
+    settled = decide(first.state, StartSettled(unsure=True, recheck_after=2.0), 2)
+    assert not settled.state.starting
+    assert [type(e).__name__ for e in settled.effects] == ["RecordingStep", "Later"]
+    assert decide(settled.state, start, 3).effects  # free again
+    live = Egress(egress_id="EG_x", room_name=ROOM, status="EGRESS_ACTIVE")
+    unknown = decide(RoomState(ROOM), event("egress_started", egress=live), 4)
+    assert unknown.reply == "unknown_recording"
+    assert unknown.effects == (RecordingStep("reconcile", {"egresses": (live,)}, detached=True),)
+    ended = replace(live, status="EGRESS_COMPLETE")
+    assert decide(RoomState(ROOM), event("egress_ended", egress=ended), 5).effects == ()
