@@ -27,6 +27,7 @@ from tests.support.factories import Factory
 Client = TestClient[Any, Any]
 LogIn = Callable[[UserRecord], None]
 TIMEOUT = 1.0  # the lk_client fixture's LiveKit timeout
+FAST = TIMEOUT * 0.8  # well under one LiveKit timeout (before the fix: 11 s)
 WEBHOOK = "/api/v1.0/rooms/webhooks-livekit/"
 
 
@@ -105,23 +106,23 @@ async def test_lobby_webhooks_and_snapshots_answer_at_once_while_livekit_hangs(
     )
     body, headers = sign_webhook(event, livekit_standin.api_key, livekit_standin.api_secret)
     elapsed, response, _ = await timed(lk_client.post(WEBHOOK, data=body, headers=headers))
-    assert response.status == 200 and elapsed < 0.5
+    assert response.status == 200 and elapsed < FAST
     async with aiohttp.ClientSession() as guest:  # an anonymous browser
         elapsed, response, entry = await timed(
             guest.post(str(lk_client.make_url(url(room, "request-entry"))), json={"username": "G"})
         )
-    assert response.status == 200 and entry["status"] == "waiting" and elapsed < 0.5
+    assert response.status == 200 and entry["status"] == "waiting" and elapsed < FAST
     elapsed, response, waiting = await timed(lk_client.get(url(room, "waiting-participants")))
-    assert response.status == 200 and elapsed < 0.5
+    assert response.status == 200 and elapsed < FAST
     assert [p["id"] for p in waiting["participants"]] == [entry["id"]]
     elapsed, response, _ = await timed(
         lk_client.post(
             url(room, "enter"), json={"participant_id": entry["id"], "allow_entry": True}
         )
     )
-    assert response.status == 200 and elapsed < 0.5
+    assert response.status == 200 and elapsed < FAST
     elapsed, response, live = await timed(lk_client.get(url(room, "live")))
-    assert response.status == 200 and elapsed < 0.5
+    assert response.status == 200 and elapsed < FAST
     assert "late-comer" in {p["identity"] for p in live["participants"]}
     for elapsed, response, _ in await asyncio.gather(*removals):
         assert response.status == 503 and elapsed < TIMEOUT * 1.8
