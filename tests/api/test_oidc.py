@@ -235,7 +235,8 @@ async def test_bad_bearer_tokens_are_401(
 async def test_unstorable_characters_in_claims_do_not_break_the_login(
     make_client: MakeClient, oidc_provider: OIDCProvider, factory: Factory
 ) -> None:
-    """NUL and lone surrogates were 500 on PostgreSQL: names drop them, such an e-mail is none."""
+    """NUL was 500 on PostgreSQL: names drop it; an e-mail with one refuses the login cleanly
+    (an identifying claim is never altered), and the e-mail fallback never sees it."""
     existing = await factory.user(email="ada@example.com")
     client = await make_client(fallback_to_email_for_identification=True)
     oidc_provider.next_user = {
@@ -245,10 +246,23 @@ async def test_unstorable_characters_in_claims_do_not_break_the_login(
         "usual_name": "Love\u0000lace",
     }
     response = await walk_login(client)
+    assert response.status == 302 and response.headers["Location"] == "/login-failed"
+    assert (await client.get("/api/v1.0/users/me/")).status == 401
+    oidc_provider.next_user = {
+        "sub": "sub-nul",
+        "email": "grace@example.com",
+        "given_name": "A\u0000da",
+        "usual_name": "Love\u0000lace",
+    }
+    response = await walk_login(client)
     assert response.status == 302 and response.headers["Location"] == "/dashboard"
     me = await (await client.get("/api/v1.0/users/me/")).json()
-    assert me["id"] != str(existing.id)  # the e-mail fallback never saw a mangled address
-    assert (me["email"], me["full_name"], me["short_name"]) == (None, "Ada Lovelace", "Ada")
+    assert me["id"] != str(existing.id)
+    assert (me["email"], me["full_name"], me["short_name"]) == (
+        "grace@example.com",
+        "Ada Lovelace",
+        "Ada",
+    )
 
 
 def test_names_from_claims_drop_lone_surrogates() -> None:

@@ -192,10 +192,19 @@ async def test_a_read_only_sqlite_database_is_503_on_writes(
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     user = await Factory(create_sessionmaker(engine)).user()
     await engine.dispose()
+    # The session is opened while the database is writable (a login writes its row).
+    writable: Client = await aiohttp_client(
+        create_app(make_settings(f"sqlite+aiosqlite:///{path}"))
+    )
+    login(writable, writable.app[keys.SESSIONS], user)
+    assert (await writable.get("/api/v1.0/users/me/")).status == 200
     read_only: Client = await aiohttp_client(
         create_app(make_settings(f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true"))
     )
-    login(read_only, read_only.app[keys.SESSIONS], user)
+    read_only.session.cookie_jar.update_cookies(
+        {c.key: c.value for c in writable.session.cookie_jar}
+    )
+    read_only.session.headers.update(writable.session.headers)
     heartbeat = await read_only.get("/__heartbeat__")
     assert heartbeat.status == 503
     created = await read_only.post("/api/v1.0/rooms/", json={"name": "nope"})
