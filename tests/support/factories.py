@@ -119,6 +119,19 @@ def login(client: TestClient[Any, Any], codec: SessionCodec, user: UserRecord) -
             return await original(method, path, **kwargs)
 
         setattr(client, "_request", _request)  # noqa: B010
+        close = client.close
+
+        async def _close() -> None:
+            # A login no request waited for still writes its row: let it finish before the
+            # app (and its database engine) shuts down, or its connection leaks.
+            for task in _PENDING_LOGINS.pop(client, []):
+                try:
+                    await task
+                except Exception:
+                    pass
+            await close()
+
+        setattr(client, "close", _close)  # noqa: B010
     _PENDING_LOGINS[client].append(asyncio.get_running_loop().create_task(settle()))
 
 
