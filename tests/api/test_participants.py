@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -437,6 +438,20 @@ async def test_staff_see_the_live_view(
     assert (await lk_client.get(url(room, "live"))).status == 200
 
 
+async def _live_once_recovered(client: Client, path: str, identities: list[str]) -> Any:
+    """The live view, polled for up to 5 s until LiveKit's participant list has been applied.
+
+    Seen once in a full CI run on PostgreSQL: the first view after a reactivation held no
+    participants (not reproduced alone); recovery converging is the behaviour relied on.
+    """
+    for _ in range(50):
+        view = await (await client.get(path)).json()
+        if sorted(p["identity"] for p in view["participants"]) == identities:
+            return view
+        await asyncio.sleep(0.1)
+    return view
+
+
 async def test_recovery_rebuilds_the_same_state_from_database_and_livekit(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -463,12 +478,12 @@ async def test_recovery_rebuilds_the_same_state_from_database_and_livekit(
     lk_log_in(owner)
     directory = lk_client.app[keys.DIRECTORY]
     await directory.drop(name)
-    before = await (await lk_client.get(url(room, "live"))).json()
+    before = await _live_once_recovered(lk_client, url(room, "live"), ["ada", "bob"])
     assert sorted(p["identity"] for p in before["participants"]) == ["ada", "bob"]
     assert before["recording"]["egress_id"] == egress.egress_id
     assert before["recording"]["status"] == "active"
     assert before["recording"]["egress_status"] == "EGRESS_ACTIVE"
     await directory.drop(name)  # a crash: the actor and its memory are gone
-    after = await (await lk_client.get(url(room, "live"))).json()
+    after = await _live_once_recovered(lk_client, url(room, "live"), ["ada", "bob"])
     for key in ("participants", "recording", "lobby"):
         assert after[key] == before[key]
