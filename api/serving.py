@@ -58,6 +58,9 @@ def connection_cap(configured: int | None, open_files: int) -> int:
     return allowed if configured is None else max(1, min(configured, allowed))
 
 
+BURST = 64  # connections accepted in one turn of the loop, at most
+
+
 class _Connection(asyncio.Protocol):
     """Forwards to aiohttp's request handler, made when the first bytes arrive.
 
@@ -176,6 +179,10 @@ class ConnectionGuard:
     async def wait_for_room(self) -> None:
         await self._room.wait()
 
+    def room_for(self) -> int:
+        """How many more connections fit under the cap."""
+        return self.cap - self._live()
+
     def _live(self) -> int:
         return len(self._open) - self._closing
 
@@ -207,13 +214,27 @@ class Listener:
                 await asyncio.sleep(delay)
                 continue
             delay = 0.0
-            # Awaited here, not in a task: the connection is counted (and may shed an older
-            # one) before the next accept, and the loop reads what earlier ones sent meanwhile;
-            # otherwise a burst accepted in one go would shed its own newest, busy members.
-            try:
-                await loop.connect_accepted_socket(self._factory, client)
-            except OSError:
-                client.close()
+            # The rest of a burst, while it fits under the cap, is taken in the same turn and
+            # made concurrently: one loop turn per connection made 64 new clients wait up to
+            # ~0.3 s under load (the p99 of bench.rooms). At the cap, one at a time: each is
+            # counted (and may shed an older one) before the next accept, so a burst never
+            # sheds its own newest, busy members.
+            burst = [client]
+            while len(burst) < BURST and self._guard.room_for() > len(burst):
+                try:
+                    more, _ = sock.accept()
+                except OSError:
+                    break  # nothing more waiting (or a failure the next await will meet)
+                burst.append(more)
+            results = await asyncio.gather(
+                *(loop.connect_accepted_socket(self._factory, c) for c in burst),
+                return_exceptions=True,
+            )
+            for accepted, result in zip(burst, results, strict=True):
+                if isinstance(result, OSError):
+                    accepted.close()
+                elif isinstance(result, BaseException):
+                    raise result
 
     def _factory(self) -> _Connection:
         return _Connection(self._server, self._guard)
