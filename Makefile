@@ -2,6 +2,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8071
+# The suite runs on every core of the CI machine (2 here); tests that share one expensive
+# process (a Ray cluster) are kept on one worker by an xdist_group mark.
+PYTEST_WORKERS ?= 2
 export DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/meet.db
 
 .PHONY: run test lint typecheck pytest install chromium postgres migrate bench clean
@@ -59,7 +62,7 @@ typecheck: install
 	$(VENV)/bin/mypy coordinator api storage tests bench
 
 pytest: install chromium postgres
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck pytest
 
