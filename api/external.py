@@ -213,6 +213,10 @@ def _char_field(data: dict[str, Any], name: str, errors: dict[str, list[str]]) -
         errors[name] = ["This field may not be blank."]
     elif "\x00" in text:
         errors[name] = ["Null characters are not allowed."]
+    else:
+        surrogate = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+        if surrogate is not None:
+            errors[name] = [f"Surrogate characters are not allowed: U+{ord(surrogate):X}."]
     return text
 
 

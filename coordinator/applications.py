@@ -89,7 +89,8 @@ def verify_secret(secret: str, encoded: str) -> bool:
     if parsed is None:
         return False
     iterations, salt, expected = parsed
-    candidate = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt.encode(), iterations)
+    raw = secret.encode("utf-8", "surrogatepass")
+    candidate = hashlib.pbkdf2_hmac("sha256", raw, salt.encode(), iterations)
     return hmac.compare_digest(candidate, expected)
 
 
@@ -268,16 +269,22 @@ class ApplicationService:
         domains: Iterable[str] = (),
         scopes: Iterable[str] = (),
         is_active: bool = True,
+        client_secret: str | None = None,
     ) -> NewApplication:
-        """A new application with generated credentials; ValueError on a bad domain/scope."""
+        """A new application with generated credentials (or ``client_secret``, stored hashed
+        unless it already is a hash, never twice); ValueError on a bad domain or scope."""
         clean_domains = sorted({normalize_domain(domain) for domain in domains})
         clean_scopes = normalize_scopes(scopes)
         name = name.strip()
         if not name or len(name) > 255:
             raise ValueError("the name must have 1 to 255 characters")
-        secret = random_string(self._settings.client_secret_length)
-        hashed = await asyncio.to_thread(
-            hash_secret, secret, iterations=self._settings.secret_hash_iterations
+        secret = client_secret or random_string(self._settings.client_secret_length)
+        hashed = (
+            secret
+            if is_hashed(secret)
+            else await asyncio.to_thread(
+                hash_secret, secret, iterations=self._settings.secret_hash_iterations
+            )
         )
         async with self._sessionmaker.begin() as session:
             application = await application_store.create_application(
@@ -292,8 +299,8 @@ class ApplicationService:
         return NewApplication(application, secret)
 
     async def get(self, client_id: str) -> ApplicationRecord | None:
-        if not client_id or len(client_id) > 100 or "\x00" in client_id:
-            return None
+        if not client_id or len(client_id) > 100 or not client_id.isprintable():
+            return None  # also NUL and lone surrogates, which no database stores
         async with self._sessionmaker() as session:
             return await application_store.application_by_client_id(session, client_id)
 
