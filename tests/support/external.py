@@ -108,9 +108,15 @@ def forge(
     return jwt.encode(payload, key, algorithm=algorithm)
 
 
-def addons_token(user_id: uuid.UUID, **claims: Any) -> str:
+def addons_token(user: uuid.UUID | None, **claims: Any) -> str:
+    """An add-on JWT of ``user`` (None: without ``user_id``), as the poll hands it out."""
     return forge(
-        {"aud": "addons", "user_id": str(user_id), "scope": "rooms:create", **claims},
+        {
+            "aud": "addons",
+            "user_id": str(user) if user else None,
+            "scope": "rooms:create",
+            **claims,
+        },
         key=ADDONS_KEY,
     )
 
