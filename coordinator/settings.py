@@ -742,12 +742,14 @@ def _database_url(env: _Env) -> str:
     return f"postgresql+asyncpg://{user}:{password}@{host}:{port}/{name or 'meet'}"
 
 
-def _jwt_key(env: _Env, name: str, *, required: bool) -> Secret:
+def _jwt_key(env: _Env, name: str, *, required: bool, algorithm: str) -> Secret:
+    """An HMAC key at least as long as its hash's output (RFC 7518 §3.2)."""
     key = _secret_or_file(env, name)
     if required and not key:
         raise ConfigurationError(f"{name} must be set: it signs the tokens of this feature.")
-    if key and len(key.get().encode()) < 32:
-        raise ConfigurationError(f"{name} must be at least 32 bytes long (HMAC key).")
+    minimum = int(algorithm[2:]) // 8
+    if key and len(key.get().encode()) < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum} bytes long for {algorithm}.")
     return key
 
 
@@ -758,14 +760,17 @@ def _ttl(env: _Env, name: str, default: int) -> int:
 def _external_api(env: _Env, oidc: OIDCSettings) -> ExternalAPISettings:
     application_enabled = env.flag("APPLICATION_ENABLED", False)
     default_level = env.choice("EXTERNAL_API_DEFAULT_ACCESS_LEVEL", "trusted", ACCESS_LEVELS)
+    alg = env.choice("APPLICATION_JWT_ALG", "HS256", JWT_ALGORITHMS)
     return ExternalAPISettings(
         enabled=env.flag("EXTERNAL_API_ENABLED", False),
         application_enabled=application_enabled,
         client_id_length=env.integer("APPLICATION_CLIENT_ID_LENGTH", 40, minimum=16) or 40,
         client_secret_length=env.integer("APPLICATION_CLIENT_SECRET_LENGTH", 128, minimum=32)
         or 128,
-        jwt_secret_key=_jwt_key(env, "APPLICATION_JWT_SECRET_KEY", required=application_enabled),
-        jwt_alg=env.choice("APPLICATION_JWT_ALG", "HS256", JWT_ALGORITHMS),
+        jwt_secret_key=_jwt_key(
+            env, "APPLICATION_JWT_SECRET_KEY", required=application_enabled, algorithm=alg
+        ),
+        jwt_alg=alg,
         jwt_issuer=env.text("APPLICATION_JWT_ISSUER", "lasuite-meet"),
         jwt_audience=env.optional_str("APPLICATION_JWT_AUDIENCE"),
         jwt_expiration_seconds=_ttl(env, "APPLICATION_JWT_EXPIRATION_SECONDS", 3600),
@@ -803,6 +808,7 @@ def _addons(env: _Env) -> AddonsSettings:
     if enabled and not scope:
         raise ConfigurationError("ADDONS_TOKEN_SCOPE must not be empty.")
     cookie = env.text("ADDONS_SESSION_ID_COOKIE", "addonsSid")
+    alg = env.choice("ADDONS_TOKEN_ALG", "HS256", JWT_ALGORITHMS)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", cookie):
         raise ConfigurationError(f"ADDONS_SESSION_ID_COOKIE={cookie!r} is not a cookie name.")
     return AddonsSettings(
@@ -813,9 +819,9 @@ def _addons(env: _Env) -> AddonsSettings:
         token_audience=env.text("ADDONS_TOKEN_AUDIENCE", "addons"),
         token_issuer=env.text("ADDONS_TOKEN_ISSUER", "lasuite-meet"),
         token_ttl=_ttl(env, "ADDONS_TOKEN_TTL", 7200),
-        token_alg=env.choice("ADDONS_TOKEN_ALG", "HS256", JWT_ALGORITHMS),
+        token_alg=alg,
         token_type=env.text("ADDONS_TOKEN_TYPE", "Bearer") or "Bearer",
-        token_secret_key=_jwt_key(env, "ADDONS_TOKEN_SECRET_KEY", required=enabled),
+        token_secret_key=_jwt_key(env, "ADDONS_TOKEN_SECRET_KEY", required=enabled, algorithm=alg),
         token_scope=scope,
         random_token_byte_length=env.integer("ADDONS_RANDOM_TOKEN_BYTE_LENGTH", 60, minimum=16)
         or 60,

@@ -45,6 +45,7 @@ async def test_create_application_prints_working_credentials_once(
         "--name", "Calendar",
         "--domain", " Example.COM ",
         "--domain", "other.org",
+        "--domain", "EXAMPLE.com",
         "--scope", "rooms:create",
         "--scope", "rooms:list",
     )  # fmt: skip
@@ -83,6 +84,7 @@ async def test_create_application_prints_working_credentials_once(
         ("--name", "X", "--domain", "not a domain"),
         ("--name", "X", "--scope", "rooms:everything"),
         ("--name", "   "),
+        ("--name", "x" * 256),
         ("--domain", "example.com"),
     ):
         code, out, err = await run(capsys, *args)

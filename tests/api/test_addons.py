@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from api import keys
 from api.addons import ADDON_SESSIONS
@@ -101,8 +102,12 @@ async def test_the_outlook_flow_end_to_end(make_client: MakeClient, factory: Fac
     claims = jwt.decode(body["access_token"], ADDONS_KEY, algorithms=["HS256"], audience="addons")
     assert claims["iss"] == "lasuite-meet" and claims["user_id"] == str(user.id)
     assert claims["scope"] == "rooms:create" and claims["exp"] - claims["iat"] == 7200
-    # Read once: the session is gone.
+    # Read once: the session is gone, and its transit token cannot be redeemed again.
     assert (await poll(client, sid, csrf))[:2] == (404, {"detail": "Session not found."})
+    login(client, client.app[keys.SESSIONS], user)
+    response = await client.post(EXCHANGE, json={"transit_token": transit})
+    assert response.status == 400
+    logout(client)
     # "Add meeting": the token creates a room on the external API.
     response = await client.post(ROOMS_URL, headers=bearer(body["access_token"]))
     assert response.status == 201
@@ -116,6 +121,7 @@ async def test_poll_refuses_missing_or_forged_credentials(make_client: MakeClien
     other_sid, _, other_csrf = await init(client)
     assert (await poll(client, None, csrf))[:2] == (401, {"detail": "Missing credentials."})
     assert (await poll(client, sid, None))[:2] == (400, {"detail": "Missing CSRF token."})
+    assert (await poll(client, "", csrf))[:2] == (401, {"detail": "Missing credentials."})
     invalid = (400, {"detail": "Invalid CSRF token."})
     for forged in (other_csrf, csrf.upper(), "0" * 64, csrf[:-1], "é", csrf + "0"):
         assert (await poll(client, sid, forged))[:2] == invalid, forged
@@ -229,6 +235,20 @@ async def test_expiry_and_independent_sessions(make_client: MakeClient, factory:
             await sessions.poll(
                 expired.session_id, expired.csrf_token, now=start + timedelta(seconds=601)
             )
+    # A corrupted row (authenticated without a token) cannot even be stored.
+    async with client.app[keys.SESSIONMAKER]() as session:
+        session.add(
+            AddonSession(
+                session_hash="h" * 64,
+                transit_hash="t" * 64,
+                state="authenticated",
+                transit_consumed=True,
+                expires_at=start,
+                transit_expires_at=start,
+            )
+        )
+        with pytest.raises(IntegrityError):
+            await session.commit()
     # Authenticating one session left another pending.
     third = await sessions.init()
     fourth = await sessions.init()
@@ -261,6 +281,12 @@ async def test_flag_cookie_name_and_configuration(
             "ADDONS_TOKEN_SCOPE": "",
         },
         {**base, "APPLICATION_ENABLED": "true"},  # no APPLICATION_JWT_SECRET_KEY
+        {  # an HS512 key must have 64 bytes
+            **base,
+            "APPLICATION_ENABLED": "true",
+            "APPLICATION_JWT_ALG": "HS512",
+            "APPLICATION_JWT_SECRET_KEY": "k" * 40,
+        },
     ):
         with pytest.raises(ConfigurationError):
             Settings.from_env(environ)

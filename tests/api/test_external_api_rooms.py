@@ -298,17 +298,19 @@ async def test_create_validates_access_level_and_configuration(
     )
     assert response.status == 415
 
-    for overrides, requested, expected in (
-        ({"allow_public_access": True}, "public", "public"),
-        ({"default_access_level": "restricted"}, None, "restricted"),
-        ({"default_access_level": "public"}, "public", "public"),
-        ({"default_access_level": "public"}, None, "public"),
+    for overrides, cases in (
+        (
+            {"allow_public_access": True, "default_access_level": "restricted"},
+            [("public", "public"), (None, "restricted")],
+        ),
+        ({"default_access_level": "public"}, [("public", "public"), (None, "public")]),
     ):
         other = await make_client(**overrides)
         token = await app_token(other, await new_application(other, scopes=ALL), "user@example.com")
-        body_in = {"access_level": requested} if requested else None
-        status, body = await answer(other, "POST", ROOMS_URL, token, json=body_in)
-        assert (status, body["access_level"]) == (201, expected), overrides
+        for requested, expected in cases:
+            body_in = {"access_level": requested} if requested else None
+            status, body = await answer(other, "POST", ROOMS_URL, token, json=body_in)
+            assert (status, body["access_level"]) == (201, expected), overrides
 
 
 async def test_telephony_and_url_follow_the_settings(

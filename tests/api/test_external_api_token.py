@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api import keys
 from api.app import create_app
-from coordinator.applications import NewApplication
+from coordinator.applications import NewApplication, hash_secret
 from storage import users as user_store
 from storage.models import Application, User
 from tests.support.external import (
@@ -99,6 +99,15 @@ async def test_json_and_form_grants_issue_the_documented_jwt(
     )
     assert response.status == 200, await response.text()
     assert "access_token" in await response.json()
+    # A secret given already hashed is stored as is, never hashed twice.
+    prehashed = await new_application(
+        client, client_secret=hash_secret("known-secret", iterations=1000)
+    )
+    response = await client.post(
+        TOKEN_URL,
+        json=grant(prehashed, "user@example.com", client_secret="known-secret"),
+    )
+    assert response.status == 200
     # Wrong secret, missing fields, another grant type: as a form too.
     wrong = urlencode(grant(special, "user@example.com", client_secret="nope"))
     response = await client.post(TOKEN_URL, data=wrong, headers=FORM)
@@ -255,17 +264,16 @@ async def test_provisional_users_created_once_under_concurrency(
     assert ids == {str(rows[0].id)}
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
+async def test_provisional_users_need_every_switch(make_client: MakeClient) -> None:
+    for overrides in (
         {"user_sub_field_immutable": False},  # creation not allowed
         {"allow_user_creation": True},  # sub immutable (Meet's default)
-    ],
-)
-async def test_provisional_users_need_every_switch(
-    make_client: MakeClient, overrides: dict[str, Any]
-) -> None:
-    client = await make_client(fallback=True, **overrides)
+    ):
+        client = await make_client(fallback=True, **overrides)
+        application = await new_application(client)
+        response = await client.post(TOKEN_URL, json=grant(application, "new@example.com"))
+        assert response.status == 404
+    client = await make_client(**PROVISIONAL)  # e-mail fallback off
     application = await new_application(client)
     response = await client.post(TOKEN_URL, json=grant(application, "new@example.com"))
     assert response.status == 404
