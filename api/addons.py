@@ -18,15 +18,22 @@ from api.http import json_response, read_json
 from api.openapi import error_responses, operation
 from coordinator.addons import AddonSessions, CsrfMismatch, SessionNotFound, TransitTokenRefused
 from coordinator.errors import InvalidRequest, NotAuthenticated, NotFound
+from coordinator.throttle import Throttle
 
 PREFIX = "/api/v1.0/addons/sessions"
 ADDON_SESSIONS = web.AppKey("addon_sessions", AddonSessions)
+
+
+INIT_THROTTLE = web.AppKey("addons_init_throttle", Throttle)
 
 
 async def addons_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS].addons
     if settings.enabled:
         app[ADDON_SESSIONS] = AddonSessions(settings, app[keys.SESSIONMAKER])
+        throttle = Throttle.of(settings.init_throttle_rate)
+        if throttle is not None:
+            app[INIT_THROTTLE] = throttle
     yield
 
 
@@ -71,6 +78,8 @@ def _sessions(request: web.Request) -> AddonSessions:
 )
 async def init(request: web.Request) -> web.Response:
     sessions = _sessions(request)
+    if INIT_THROTTLE in request.app:
+        keys.Throttles.check(request.app[INIT_THROTTLE], f"ip:{request.remote}")
     new = await sessions.init()
     response = json_response(
         {"transit_token": new.transit_token, "csrf_token": new.csrf_token}, status=201
@@ -147,7 +156,7 @@ async def exchange(request: web.Request) -> web.Response:
     sessions = _sessions(request)
     data = await read_json(request)
     transit = data.get("transit_token") if isinstance(data, dict) else None
-    if not transit or not isinstance(transit, str) or len(transit) > 1000:
+    if not transit or not isinstance(transit, str):
         raise InvalidRequest("Missing transit_token.")
     try:
         await sessions.exchange(transit, user.id)

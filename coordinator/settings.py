@@ -391,6 +391,8 @@ class AddonsSettings:
     token_scope: str = "rooms:create"
     random_token_byte_length: int = 60
     session_id_cookie: str = "addonsSid"
+    # Ours (Meet has none): sessions opened per client IP, each one a row for its TTL.
+    init_throttle_rate: Rate | None = _PER_MINUTE_60
 
 
 @dataclass(frozen=True, slots=True)
@@ -826,4 +828,5 @@ def _addons(env: _Env) -> AddonsSettings:
         random_token_byte_length=env.integer("ADDONS_RANDOM_TOKEN_BYTE_LENGTH", 60, minimum=16)
         or 60,
         session_id_cookie=cookie,
+        init_throttle_rate=env.rate("ADDONS_INIT_THROTTLE_RATES", "60/minute"),
     )

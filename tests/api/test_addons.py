@@ -166,8 +166,9 @@ async def test_exchange_rules(make_client: MakeClient, factory: Factory) -> None
     for body in bodies:
         response = await client.post(EXCHANGE, json=body)
         assert (response.status, await response.json()) == missing, body
-    response = await client.post(EXCHANGE, json={"transit_token": "unknown"})
-    assert (response.status, await response.json()) == refused
+    for odd in ("unknown", "x" * 100_000, "\u202e\x00", transit.upper()):
+        response = await client.post(EXCHANGE, json={"transit_token": odd})
+        assert (response.status, await response.json()) == refused
     response = await client.post(EXCHANGE, json={"transit_token": transit})
     assert response.status == 200
     # A replay is refused and evicts the session: the leaked token yields nothing.
@@ -254,6 +255,16 @@ async def test_expiry_and_independent_sessions(make_client: MakeClient, factory:
     fourth = await sessions.init()
     await sessions.exchange(third.transit_token, user.id)
     assert await sessions.poll(fourth.session_id, fourth.csrf_token) is None
+
+
+async def test_init_floods_are_throttled_per_client_ip(make_client: MakeClient) -> None:
+    from coordinator.throttle import Rate
+
+    client = await make_client(init_throttle_rate=Rate(3, 60.0))
+    statuses = [(await client.post(INIT)).status for _ in range(5)]
+    assert statuses == [201, 201, 201, 429, 429]
+    async with client.app[keys.SESSIONMAKER]() as session:
+        assert len(list(await session.scalars(select(AddonSession)))) == 3
 
 
 async def test_flag_cookie_name_and_configuration(
