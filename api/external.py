@@ -266,7 +266,9 @@ async def application_token(request: web.Request) -> web.Response:
     body = await external.applications.token(
         fields["client_id"], fields["client_secret"], fields["scope"]
     )
-    return json_response(body)
+    response = json_response(body)
+    response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1
+    return response
 
 
 # -- rooms -----------------------------------------------------------------------------------

@@ -93,8 +93,9 @@ async def test_the_outlook_flow_end_to_end(make_client: MakeClient, factory: Fac
     assert (response.status, await response.json()) == (200, {"status": "ok"})
     logout(client)
 
-    status, body, cookies = await poll(client, sid, csrf)
-    assert status == 200
+    response = await client.post(POLL, headers={"Cookie": f"addonsSid={sid}", "X-CSRFToken": csrf})
+    status, body, cookies = response.status, await response.json(), response.cookies
+    assert status == 200 and response.headers["Cache-Control"] == "no-store"
     assert set(body) == {"state", "access_token", "token_type", "expires_in", "scope"}
     assert body["state"] == "authenticated" and body["token_type"] == "Bearer"
     assert (body["expires_in"], body["scope"]) == (7200, "rooms:create")

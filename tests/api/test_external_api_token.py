@@ -70,6 +70,7 @@ async def test_json_and_form_grants_issue_the_documented_jwt(
 
     response = await client.post(TOKEN_URL, json=grant(application, "USER@example.com"))
     assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
     body = await response.json()
     assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
     assert (body["token_type"], body["expires_in"]) == ("Bearer", 3600)
