@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from api import keys
+from api.auth import load_user
 from api.http import (
     MAX_BODY_BYTES,
     UnsupportedMediaType,
@@ -123,8 +124,6 @@ def _decode(jwt: JwtService, token: str) -> dict[str, Any] | None:
 
 
 async def _token_user(request: web.Request, claims: dict[str, Any]) -> UserRecord:
-    from api.auth import load_user
-
     user_id = parse_uuid(str(claims.get("user_id") or ""))
     if not claims.get("user_id"):
         raise BearerNotAuthenticated("Invalid token claims.")
