@@ -9,6 +9,7 @@ from aiohttp import web
 
 from api import (  # noqa: F401  (register routes)
     accesses,
+    addons,
     config,
     diagnostics,
     keys,
@@ -69,7 +70,13 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(rooms_ctx)
+    app.cleanup_ctx.append(addons.addons_ctx)
     app.add_routes(REGISTRY.routes)
+    if settings.external_api.enabled:
+        from api import external
+
+        app.cleanup_ctx.append(external.external_api_ctx)
+        app.add_routes(external.EXTERNAL.routes)
     if settings.frontend_dist_dir:
         app.add_routes(frontend_routes(settings.frontend_dist_dir))
     return app

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from coordinator.merge_command import register as register_merge
 
     register_merge(commands)
+    from coordinator.application_command import register as register_create_application
+
+    register_create_application(commands)
     return parser
 
 

@@ -314,14 +314,17 @@ class RoomService:
         configuration: dict[str, Any] | None,
         callback_id: str | None,
         username: str | None = None,
+        apply_user_defaults: bool = True,
     ) -> RoomView:
+        """``apply_user_defaults=False`` (external API): the caller's default access level and
+        configuration are not applied."""
         user = require_user(user)
         slug = self._slug_for(name)
         if access_level is None:
             access_level = (
                 user.default_room_access_level or self._settings.resource_default_access_level
             )
-        if not configuration:
+        if not configuration and apply_user_defaults:
             configuration = dict(user.default_room_configuration or {})
         try:
             async with self._sessionmaker.begin() as session:

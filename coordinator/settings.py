@@ -293,6 +293,7 @@ class EncodingSettings:
 _PER_MINUTE_150 = Rate(150, 60.0)
 _PER_MINUTE_600 = Rate(600, 60.0)
 _PER_MINUTE_30 = Rate(30, 60.0)
+_PER_MINUTE_60 = Rate(60, 60.0)
 _PER_HOUR_200 = Rate(200, 3600.0)
 
 
@@ -320,6 +321,78 @@ class OutboxSettings:
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
     batch_size: int = 200
+
+
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+DEFAULT_SECRET_HASH_ITERATIONS = 870_000  # Django 5.1's PBKDF2-SHA256 work factor
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceServerSettings:
+    """The OIDC resource-server path of the external API: access tokens introspected (RFC 7662)
+    at ``OIDC_OP_INTROSPECTION_ENDPOINT`` with the ``OIDC_RS_CLIENT_*`` credentials."""
+
+    op_url: str = ""
+    introspection_endpoint: str = ""
+    client_id: str = "meet"
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    audience_claim: str = "client_id"
+    scopes: tuple[str, ...] = ("lasuite_meet",)
+    scopes_prefix: str | None = None
+    verify_ssl: bool = True
+    timeout_seconds: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(
+            self.op_url and self.introspection_endpoint and self.client_id and self.client_secret
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalAPISettings:
+    """``/external-api/v1.0/`` (EXTERNAL_API_ENABLED) and its applications (APPLICATION_*)."""
+
+    enabled: bool = False
+    application_enabled: bool = False
+    client_id_length: int = 40
+    client_secret_length: int = 128
+    jwt_secret_key: Secret = field(default_factory=lambda: Secret(""))
+    jwt_alg: str = "HS256"
+    jwt_issuer: str = "lasuite-meet"
+    jwt_audience: str | None = None
+    jwt_expiration_seconds: int = 3600
+    jwt_token_type: str = "Bearer"
+    base_url: str | None = None
+    allow_public_access: bool = False
+    default_access_level: str = "trusted"
+    allow_user_creation: bool = False
+    # Meet's provisional users also need the OIDC e-mail fallback on and a mutable sub.
+    user_sub_field_immutable: bool = True
+    secret_hash_iterations: int = DEFAULT_SECRET_HASH_ITERATIONS
+    token_throttle_rate: Rate | None = _PER_MINUTE_60
+    resource_server: ResourceServerSettings = field(default_factory=ResourceServerSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class AddonsSettings:
+    """The add-on sessions of ``/api/v1.0/addons/sessions/`` (ADDONS_*)."""
+
+    enabled: bool = False
+    session_ttl: int = 3600
+    transit_token_ttl: int = 120
+    csrf_secret: Secret = field(default_factory=lambda: Secret(""))
+    token_audience: str = "addons"
+    token_issuer: str = "lasuite-meet"
+    token_ttl: int = 7200
+    token_alg: str = "HS256"
+    token_type: str = "Bearer"
+    token_secret_key: Secret = field(default_factory=lambda: Secret(""))
+    token_scope: str = "rooms:create"
+    random_token_byte_length: int = 60
+    session_id_cookie: str = "addonsSid"
+    # Ours (Meet has none): sessions opened per client IP, each one a row for its TTL.
+    init_throttle_rate: Rate | None = _PER_MINUTE_60
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +471,8 @@ class Settings:
     roomkit_join_throttle_rate: tuple[int, float] = (300, 60.0)
     room_telephony_phone_number: str | None = None
     room_telephony_default_country: str = "US"
+    external_api: ExternalAPISettings = field(default_factory=ExternalAPISettings)
+    addons: AddonsSettings = field(default_factory=AddonsSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -614,6 +689,8 @@ class Settings:
             roomkit_join_throttle_rate=_drf_rate(env, "ROOMKIT_JOIN_THROTTLE_RATES", (300, 60.0)),
             room_telephony_phone_number=env.optional_str("ROOM_TELEPHONY_PHONE_NUMBER"),
             room_telephony_default_country=env.text("ROOM_TELEPHONY_DEFAULT_COUNTRY", "US"),
+            external_api=_external_api(env, oidc),
+            addons=_addons(env),
         )
 
 
@@ -665,3 +742,91 @@ def _database_url(env: _Env) -> str:
     host = env.text("DB_HOST", "localhost")
     port = env.integer("DB_PORT", 5432, minimum=1)
     return f"postgresql+asyncpg://{user}:{password}@{host}:{port}/{name or 'meet'}"
+
+
+def _jwt_key(env: _Env, name: str, *, required: bool, algorithm: str) -> Secret:
+    """An HMAC key at least as long as its hash's output (RFC 7518 §3.2)."""
+    key = _secret_or_file(env, name)
+    if required and not key:
+        raise ConfigurationError(f"{name} must be set: it signs the tokens of this feature.")
+    minimum = int(algorithm[2:]) // 8
+    if key and len(key.get().encode()) < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum} bytes long for {algorithm}.")
+    return key
+
+
+def _ttl(env: _Env, name: str, default: int) -> int:
+    return env.integer(name, default, minimum=1) or default
+
+
+def _external_api(env: _Env, oidc: OIDCSettings) -> ExternalAPISettings:
+    application_enabled = env.flag("APPLICATION_ENABLED", False)
+    default_level = env.choice("EXTERNAL_API_DEFAULT_ACCESS_LEVEL", "trusted", ACCESS_LEVELS)
+    alg = env.choice("APPLICATION_JWT_ALG", "HS256", JWT_ALGORITHMS)
+    return ExternalAPISettings(
+        enabled=env.flag("EXTERNAL_API_ENABLED", False),
+        application_enabled=application_enabled,
+        client_id_length=env.integer("APPLICATION_CLIENT_ID_LENGTH", 40, minimum=16) or 40,
+        client_secret_length=env.integer("APPLICATION_CLIENT_SECRET_LENGTH", 128, minimum=32)
+        or 128,
+        jwt_secret_key=_jwt_key(
+            env, "APPLICATION_JWT_SECRET_KEY", required=application_enabled, algorithm=alg
+        ),
+        jwt_alg=alg,
+        jwt_issuer=env.text("APPLICATION_JWT_ISSUER", "lasuite-meet"),
+        jwt_audience=env.optional_str("APPLICATION_JWT_AUDIENCE"),
+        jwt_expiration_seconds=_ttl(env, "APPLICATION_JWT_EXPIRATION_SECONDS", 3600),
+        jwt_token_type=env.text("APPLICATION_JWT_TOKEN_TYPE", "Bearer") or "Bearer",
+        base_url=(env.optional_str("APPLICATION_BASE_URL") or "").rstrip("/") or None,
+        allow_public_access=env.flag("EXTERNAL_API_ALLOW_PUBLIC_ACCESS", False),
+        default_access_level=default_level,
+        allow_user_creation=env.flag("APPLICATION_ALLOW_USER_CREATION", False),
+        user_sub_field_immutable=env.flag("OIDC_USER_SUB_FIELD_IMMUTABLE", True),
+        secret_hash_iterations=env.integer(
+            "APPLICATION_SECRET_HASH_ITERATIONS", DEFAULT_SECRET_HASH_ITERATIONS, minimum=1
+        )
+        or DEFAULT_SECRET_HASH_ITERATIONS,
+        token_throttle_rate=env.rate("APPLICATION_TOKEN_THROTTLE_RATES", "60/minute"),
+        resource_server=ResourceServerSettings(
+            op_url=env.text("OIDC_OP_URL") or oidc.issuer,
+            introspection_endpoint=env.text("OIDC_OP_INTROSPECTION_ENDPOINT"),
+            client_id=env.text("OIDC_RS_CLIENT_ID", "meet"),
+            client_secret=_secret_or_file(env, "OIDC_RS_CLIENT_SECRET"),
+            audience_claim=env.text("OIDC_RS_AUDIENCE_CLAIM", "client_id") or "client_id",
+            scopes=env.items("OIDC_RS_SCOPES", ("lasuite_meet",)),
+            scopes_prefix=env.optional_str("OIDC_RS_SCOPES_PREFIX"),
+            verify_ssl=env.flag("OIDC_VERIFY_SSL", True),
+            timeout_seconds=oidc.timeout_seconds,
+        ),
+    )
+
+
+def _addons(env: _Env) -> AddonsSettings:
+    enabled = env.flag("ADDONS_ENABLED", False)
+    csrf_secret = _secret_or_file(env, "ADDONS_CSRF_SECRET")
+    if enabled and not csrf_secret:
+        raise ConfigurationError("ADDONS_CSRF_SECRET must be set when ADDONS_ENABLED is true.")
+    scope = env.text("ADDONS_TOKEN_SCOPE", "rooms:create")
+    if enabled and not scope:
+        raise ConfigurationError("ADDONS_TOKEN_SCOPE must not be empty.")
+    cookie = env.text("ADDONS_SESSION_ID_COOKIE", "addonsSid")
+    alg = env.choice("ADDONS_TOKEN_ALG", "HS256", JWT_ALGORITHMS)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", cookie):
+        raise ConfigurationError(f"ADDONS_SESSION_ID_COOKIE={cookie!r} is not a cookie name.")
+    return AddonsSettings(
+        enabled=enabled,
+        session_ttl=_ttl(env, "ADDONS_SESSION_TTL", 3600),
+        transit_token_ttl=_ttl(env, "ADDONS_TRANSIT_TOKEN_TTL", 120),
+        csrf_secret=csrf_secret,
+        token_audience=env.text("ADDONS_TOKEN_AUDIENCE", "addons"),
+        token_issuer=env.text("ADDONS_TOKEN_ISSUER", "lasuite-meet"),
+        token_ttl=_ttl(env, "ADDONS_TOKEN_TTL", 7200),
+        token_alg=alg,
+        token_type=env.text("ADDONS_TOKEN_TYPE", "Bearer") or "Bearer",
+        token_secret_key=_jwt_key(env, "ADDONS_TOKEN_SECRET_KEY", required=enabled, algorithm=alg),
+        token_scope=scope,
+        random_token_byte_length=env.integer("ADDONS_RANDOM_TOKEN_BYTE_LENGTH", 60, minimum=16)
+        or 60,
+        session_id_cookie=cookie,
+        init_throttle_rate=env.rate("ADDONS_INIT_THROTTLE_RATES", "60/minute"),
+    )

@@ -250,3 +250,67 @@ class LoginSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+APPLICATION_SCOPES = (
+    "rooms:create",
+    "rooms:list",
+    "rooms:retrieve",
+    "rooms:update",
+    "rooms:delete",
+)
+ADDON_SESSION_STATES = ("pending", "authenticated")
+
+
+class Application(TimestampedMixin, Base):
+    """An external application (client credentials grant); the secret is stored hashed."""
+
+    __tablename__ = "meet_application"
+
+    name: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    client_id: Mapped[str] = mapped_column(String(100), unique=True)
+    client_secret: Mapped[str] = mapped_column(String(255))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ApplicationDomain(TimestampedMixin, Base):
+    """An e-mail domain an application may act for (none: any domain)."""
+
+    __tablename__ = "meet_application_domain"
+    __table_args__ = (Index("application_domain_unique", "application_id", "domain", unique=True),)
+
+    domain: Mapped[str] = mapped_column(String(253))
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("meet_application.id", ondelete="CASCADE"), index=True
+    )
+
+
+class AddonSession(Base):
+    """An add-on authentication session (init → exchange → one poll), shared by processes.
+
+    Keys are SHA-256 digests of the random session id (the ``addonsSid`` cookie) and of the
+    transit token: the table holds no usable credential but the minted token, which lives only
+    until the one poll that reads it (the row is deleted by that poll).
+    """
+
+    __tablename__ = "meet_addon_session"
+    __table_args__ = (
+        CheckConstraint(_in("state", ADDON_SESSION_STATES), name="ck_addon_session_state"),
+        CheckConstraint(
+            "state = 'pending' OR (transit_consumed AND access_token IS NOT NULL)",
+            name="ck_addon_session_authenticated",
+        ),
+    )
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    transit_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    transit_consumed: Mapped[bool] = mapped_column(Boolean, default=False)
+    transit_expires_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    token_type: Mapped[str | None] = mapped_column(String(20))
+    token_expires_in: Mapped[int | None] = mapped_column()
+    scope: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

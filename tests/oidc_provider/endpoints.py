@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aiohttp import web
@@ -42,6 +42,7 @@ def add_routes(app: web.Application, provider: OIDCProvider) -> None:
     app.router.add_get("/userinfo", endpoints.userinfo)
     app.router.add_post("/userinfo", endpoints.userinfo)
     app.router.add_get("/jwks", endpoints.jwks)
+    app.router.add_post("/introspect", endpoints.introspect)
     app.router.add_get("/logout", endpoints.logout)
     app.router.add_post("/logout", endpoints.logout)
 
@@ -183,6 +184,7 @@ class Endpoints:
                 "userinfo_endpoint": p.userinfo_endpoint,
                 "jwks_uri": p.jwks_uri,
                 "end_session_endpoint": p.end_session_endpoint,
+                "introspection_endpoint": p.introspection_endpoint,
                 "scopes_supported": ["openid", "email", "profile"],
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query"],
@@ -346,6 +348,43 @@ class Endpoints:
             raise OAuthError("invalid_grant", "redirect_uri does not match the authorization")
         check_pkce(code.request, form.get("code_verifier"))
         return code
+
+    # -- /introspect (RFC 7662) ----------------------------------------------------------
+
+    async def introspect(self, request: web.Request) -> web.Response:
+        """A registered client (client_secret_post or _basic) asks about ``token``: our own,
+        unexpired, unrevoked access tokens are active; anything else is ``{"active": false}``."""
+        p = self.provider
+        try:
+            if request.content_type != "application/x-www-form-urlencoded":
+                raise OAuthError("invalid_request", "expected application/x-www-form-urlencoded")
+            form = single_params((await request.post()).items())
+            client = self.authenticate_client(request, form)
+            token = form.get("token")
+            if not token:
+                raise OAuthError("invalid_request", "token is missing")
+        except OAuthError as exc:
+            headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if exc.status == 401 else {}
+            return error_json(exc, headers)
+        try:
+            claims = tokens.verify(token, p.verification_keys, issuer=p.issuer)
+        except (JoseError, ValueError):
+            claims = None
+        if claims is None or p.is_revoked(claims.get("jti")):
+            inactive: dict[str, Any] = {"active": False, **p.introspection_overrides}
+            return web.json_response(inactive)
+        body: dict[str, Any] = {
+            "active": True,
+            "iss": p.issuer,
+            "aud": client.client_id,
+            **{
+                k: claims[k]
+                for k in ("sub", "client_id", "scope", "exp", "iat", "jti")
+                if k in claims
+            },
+            **p.introspection_overrides,
+        }
+        return web.json_response(body, headers=NO_STORE)
 
     # -- /userinfo and /logout -----------------------------------------------------------
 

@@ -103,6 +103,8 @@ class OIDCProvider:
         self.code_ttl = code_ttl
         #: Serve ``/userinfo`` as a signed JWT (``application/jwt``) instead of JSON.
         self.signed_userinfo = signed_userinfo
+        #: Extra members merged over every ``/introspect`` answer (e.g. ``{"iss": "x"}``).
+        self.introspection_overrides: dict[str, Any] = {}
         #: Every HTTP request received, oldest first.
         self.requests: list[RecordedRequest] = []
         self._login_queue: deque[LoginOutcome] = deque()
@@ -204,6 +206,10 @@ class OIDCProvider:
     @property
     def end_session_endpoint(self) -> str:
         return f"{self.url}/logout"
+
+    @property
+    def introspection_endpoint(self) -> str:
+        return f"{self.url}/introspect"
 
     # -- clients ---------------------------------------------------------------------
 

@@ -442,3 +442,33 @@ async def test_requests_are_recorded(flow: Flow, oidc_provider: OIDCProvider) ->
 async def test_keyset_import_roundtrip(oidc_provider: OIDCProvider) -> None:
     keys = KeySet.import_key_set(oidc_provider.jwks())
     assert [k.kid for k in keys] == [oidc_provider.signing_key.kid]
+
+
+async def test_introspection_vouches_only_for_its_live_tokens(
+    oidc_provider: OIDCProvider, http: aiohttp.ClientSession
+) -> None:
+    from tests.oidc_provider import DEFAULT_CLIENT_SECRET
+
+    url = oidc_provider.introspection_endpoint
+    token = oidc_provider.mint_access_token({"sub": "alice"}, scope="openid lasuite_meet")
+    credentials = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    async with http.post(url, data={**credentials, "token": token}) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["active"] is True and body["iss"] == oidc_provider.issuer
+    assert (body["sub"], body["aud"], body["scope"]) == (
+        "alice",
+        DEFAULT_CLIENT_ID,
+        "openid lasuite_meet",
+    )
+    for bad in (
+        oidc_provider.mint_access_token({"sub": "alice"}, expires_in=-60),
+        oidc_provider.mint_forged_access_token({"sub": "alice"}),
+        "opaque",
+    ):
+        async with http.post(url, data={**credentials, "token": bad}) as resp:
+            assert await resp.json() == {"active": False}
+    async with http.post(url, data={"client_id": DEFAULT_CLIENT_ID, "token": token}) as resp:
+        assert resp.status == 401
+    async with http.post(url, data={**credentials}) as resp:
+        assert resp.status == 400
