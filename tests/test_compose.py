@@ -679,3 +679,34 @@ def test_grafana_is_provisioned_from_deploy() -> None:
             source = str(volume).split(":", 1)[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name}: {source}"
+
+
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def test_nginx_accepts_the_template(tmp_path: Path) -> None:
+    """``nginx -t`` on the template as the image renders it, where an nginx binary exists
+    (``NGINX_BINARY`` or ``nginx`` on PATH); the compose host names become loopback, which
+    nginx resolves at start."""
+    import os
+
+    binary = os.environ.get("NGINX_BINARY") or shutil.which("nginx")
+    if binary is None:
+        pytest.skip("no nginx binary (set NGINX_BINARY): the template's directives were not run")
+    proxy_env = {k: resolve(v) for k, v in environment(services()["proxy"]).items()}
+    rendered = INTERPOLATION.sub(lambda m: proxy_env[m[1]], NGINX_TEMPLATE.read_text())
+    rendered = rendered.replace("coordinator:", "127.0.0.1:").replace("minio:", "127.0.0.1:")
+    (tmp_path / "default.conf").write_text(rendered)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n"
+        + "".join(f"  {kind}_temp_path {tmp_path}/{kind};\n" for kind in TEMP_PATHS)
+        + f"  include {tmp_path}/default.conf;\n}}\n"
+    )
+    checked = subprocess.run(
+        [binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
