@@ -7,7 +7,7 @@ PORT ?= 8071
 PYTEST_WORKERS ?= 2
 export DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/meet.db
 
-.PHONY: run test lint typecheck pytest install chromium postgres migrate bench clean
+.PHONY: run test lint typecheck pytest install chromium postgres nginx migrate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,19 @@ postgres:
 	    echo "initdb missing (needs root and apt-get to install): PostgreSQL tests SKIPPED" >&2; \
 	  fi; }
 
+# tests/test_media_proxy.py runs Debian's nginx in front of the coordinator. The package is
+# unpacked into the venv (never installed: that would start a server on port 80).
+NGINX_DIR := $(VENV)/nginx
+nginx: install
+	@test -x $(NGINX_DIR)/usr/sbin/nginx || command -v nginx >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    rm -rf $(NGINX_DIR).tmp && mkdir -p $(NGINX_DIR).tmp && cd $(NGINX_DIR).tmp && \
+	    { apt-get download nginx >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get download nginx >/dev/null 2>&1; }; } && \
+	    dpkg -x nginx_*.deb $(CURDIR)/$(NGINX_DIR) && cd $(CURDIR) && rm -rf $(NGINX_DIR).tmp || \
+	    echo "unpacking Debian's nginx failed: the media proxy test will be SKIPPED" >&2; \
+	  else echo "no apt-get: the media proxy test will be SKIPPED" >&2; fi; }
+
 .secret_key:
 	$(PY) -c "import secrets; print(secrets.token_urlsafe(48))" > $@
 
@@ -61,7 +74,8 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy coordinator api storage tests bench
 
-pytest: install chromium postgres
+pytest: install chromium postgres nginx
+	NGINX_BINARY=$${NGINX_BINARY:-$$(test -x $(NGINX_DIR)/usr/sbin/nginx && echo $(CURDIR)/$(NGINX_DIR)/usr/sbin/nginx)} \
 	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck pytest
