@@ -107,6 +107,10 @@ def sample(app: web.Application) -> None:
     engine = sessionmaker.kw.get("bind") if sessionmaker is not None else None
     if engine is not None:
         metrics.set_pool(engine.sync_engine.pool)
+    dispatcher = app.get(keys.OUTBOX)
+    if dispatcher is not None:
+        metrics.outbox_delivered.set(dispatcher.delivered)
+        metrics.outbox_failed_attempts.set(dispatcher.failed_attempts)
     reconciler = app.get(keys.RECONCILER)
     if reconciler is not None:
         metrics.recording_repairs.set(reconciler.repairs)

@@ -235,6 +235,19 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # The first /metrics names, kept: the dispatcher's counts since this process started.
+        self.outbox_delivered = Gauge(
+            "meet_outbox_delivered",
+            "Notifications delivered (use meet_outbox_attempts_total)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.outbox_failed_attempts = Gauge(
+            "meet_outbox_failed_attempts",
+            "Failed delivery attempts (use meet_outbox_attempts_total)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.recording_repairs = Gauge(
             "meet_recording_repairs",
             "Reconciliation repairs made by this process",

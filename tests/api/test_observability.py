@@ -216,6 +216,7 @@ async def test_metrics_after_a_scripted_scenario(env: Env) -> None:
     assert value(found, "meet_outbox_backlog", kind="invitation", status="succeeded") == 1
     assert value(found, "meet_outbox_oldest_pending_seconds") == 0
     assert value(found, "meet_outbox_messages", status="succeeded") == 1  # the older name
+    assert value(found, "meet_outbox_delivered") == 1  # the older name
     assert value(found, "meet_rooms_live") == 1
     assert value(found, "meet_participants_live") == 1  # ada (bob was removed)
     assert value(found, "meet_active_rooms") >= 1
