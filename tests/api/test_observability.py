@@ -147,7 +147,14 @@ async def test_metrics_after_a_scripted_scenario(env: Env) -> None:
     env.livekit.inject_fault("RemoveParticipant", Fault.error("internal", "boom"))
     remove = f"/api/v1.0/rooms/{room}/remove-participant/"
     assert (await client.post(remove, json={"participant_identity": "bob"})).status == 502
+    env.livekit.drop("RemoveParticipant")  # the connection closes without an answer
+    assert (await client.post(remove, json={"participant_identity": "bob"})).status == 503
     assert (await client.post(remove, json={"participant_identity": "bob"})).status == 200
+    # A webhook whose signature does not verify.
+    forged = await client.post(
+        "/api/v1.0/rooms/webhooks-livekit/", data=b"{}", headers={"Authorization": "forged"}
+    )
+    assert forged.status == 400
     # An outbox delivery: an invitation e-mail.
     invite = await client.post(f"/api/v1.0/rooms/{room}/invite/", json={"emails": ["a@x.org"]})
     assert invite.status == 200
@@ -190,15 +197,16 @@ async def test_metrics_after_a_scripted_scenario(env: Env) -> None:
     )
 
     lk = "meet_livekit_call_duration_seconds"
-    assert value(found, f"{lk}_count", method="RemoveParticipant") == 2
+    assert value(found, f"{lk}_count", method="RemoveParticipant") == 3
     assert (
         value(found, "meet_livekit_call_errors_total", method="RemoveParticipant", kind="error")
         == 1
     )
-    assert (
-        value(found, "meet_livekit_call_errors_total", method="RemoveParticipant", kind="timeout")
-        == 0
-    )
+    errors = {"method": "RemoveParticipant"}
+    assert value(found, "meet_livekit_call_errors_total", **errors, kind="unreachable") == 1
+    assert value(found, "meet_livekit_call_errors_total", **errors, kind="timeout") == 0
+    refused = {"event": "unverified", "outcome": "refused"}
+    assert value(found, "meet_webhooks_total", **refused) == 1
 
     webhook_ok = value(found, "meet_actor_commands_total", command="ApplyWebhook", outcome="ok")
     assert webhook_ok == value(
@@ -209,7 +217,8 @@ async def test_metrics_after_a_scripted_scenario(env: Env) -> None:
     assert (
         value(found, "meet_actor_commands_total", **removals, outcome="error")
         + value(found, "meet_actor_commands_total", **removals, outcome="ok")
-        == 2
+        + value(found, "meet_actor_commands_total", **removals, outcome="unavailable")
+        == 3
     )
     assert value(found, "meet_actor_mailbox_depth") == 0
 
