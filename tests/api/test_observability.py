@@ -128,7 +128,6 @@ def log_lines() -> Iterator[Lines]:
         root.setLevel(level)
 
 
-@sqlite_only
 async def test_metrics_after_a_scripted_scenario(env: Env) -> None:
     client = env.client
     owner = await env.factory.user()
