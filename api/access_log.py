@@ -2,6 +2,8 @@
 
 OIDC authorization codes and states travel in the query of ``/authenticate/``, ``/callback/``
 and ``/logout/``; they never reach the log, neither in the request line nor in a Referer.
+The JSON access log (``LOG_FORMAT=json``) has no query string and no header at all: one line
+per request with method, route template, path, status, duration, request id, user and peer.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -50,3 +53,33 @@ class RedactingAccessLogger(AccessLogger):
                 value = redact_url(value)
             redacted.append((key, value))
         return redacted
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """One structured line per request (the JSON formatter writes it as one object)."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        from api.auth import IDENTITY
+        from api.observability import request_id_of, route_template
+
+        identity = request.get(IDENTITY)
+        user = identity.user if identity is not None else None
+        self.logger.info(
+            "request",
+            extra={
+                "request_id": request_id_of(request),
+                "fields": {
+                    "method": request.method,
+                    "route": route_template(request),
+                    "path": request.path,
+                    "status": response.status,
+                    "duration_ms": round(time * 1000, 2),
+                    "user_id": str(user.id) if user is not None else None,
+                    "remote": request.remote,
+                },
+            },
+        )
+
+
+def access_logger_for(json_lines: bool) -> type[AbstractAccessLogger]:
+    return JsonAccessLogger if json_lines else RedactingAccessLogger

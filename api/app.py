@@ -30,6 +30,7 @@ from api.config import CONFIG_BODY, frontend_config, openapi_document
 from api.frontend import frontend_routes
 from api.http import MAX_BODY_BYTES, dumps
 from api.middlewares import csrf_cookie_middleware, error_middleware, path_middleware
+from api.observability import answer_request_id, init_sentry, request_middleware, sampler_ctx
 from api.openapi import REGISTRY
 from api.proxy import forwarded_middleware
 from api.session import SessionCodec
@@ -44,6 +45,7 @@ from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
 from coordinator.sessions import LoginSessions
 from coordinator.settings import Settings
+from coordinator.telemetry import Metrics, request_id_trace
 from storage.engine import create_engine, create_sessionmaker
 
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
     """The application; resources (engine, HTTP session) live in ``cleanup_ctx``."""
     app = web.Application(
         middlewares=[
+            request_middleware,
             error_middleware,
             forwarded_middleware,
             path_middleware,
@@ -59,6 +62,9 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics(multiprocess_directory=settings.prometheus_multiproc_dir)
+    app.on_response_prepare.append(answer_request_id)
+    init_sentry(settings)
     app[keys.SESSIONS] = SessionCodec(
         settings.secret_key.get(), max_age=settings.session_cookie_age
     )
@@ -71,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(rooms_ctx)
     app.cleanup_ctx.append(addons.addons_ctx)
+    app.cleanup_ctx.append(sampler_ctx)
     app.add_routes(REGISTRY.routes)
     if settings.external_api.enabled:
         from api import external
@@ -83,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(trace_configs=[request_id_trace()])
     app[keys.HTTP] = session
     app[VERIFIER] = JWKSVerifier(app[keys.SETTINGS], session)
     yield
@@ -106,7 +113,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     """The LiveKit adapter and the local room-actor engine."""
     settings = app[keys.SETTINGS]
-    adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
+    metrics = app[keys.METRICS]
+    adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP], metrics=metrics)
     app[keys.LIVEKIT] = adapter
     integrations = Integrations(settings, app[keys.SESSIONMAKER], adapter)
     app[keys.INTEGRATIONS] = integrations
@@ -119,12 +127,17 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         lifecycle,
         idle_after=settings.room_idle_seconds,
         timeout=settings.livekit.timeout_seconds,
+        metrics=metrics,
     )
     directory.start()
     app[keys.DIRECTORY] = directory
     app[keys.ROOMS].on_settings_changed = directory.call
     dispatcher = OutboxDispatcher(
-        settings, app[keys.SESSIONMAKER], app[keys.HTTP], egress_times=egress_times_from(adapter)
+        settings,
+        app[keys.SESSIONMAKER],
+        app[keys.HTTP],
+        egress_times=egress_times_from(adapter),
+        metrics=metrics,
     )
     lifecycle.wake_outbox = dispatcher.wake
     app[keys.OUTBOX] = dispatcher

@@ -18,6 +18,7 @@ from coordinator.recordings import RecordingLifecycle
 from coordinator.rooms import RoomService
 from coordinator.sessions import LoginSessions
 from coordinator.settings import Settings, ThrottleSettings
+from coordinator.telemetry import Metrics
 from coordinator.throttle import Throttle, throttled_message
 from storage.engine import SessionMaker
 from storage.records import UserRecord
@@ -69,5 +70,7 @@ LOBBY_IDS = web.AppKey("lobby_ids", LobbyIds)
 LOGIN_SESSIONS = web.AppKey("login_sessions", LoginSessions)
 INTEGRATION_THROTTLES = web.AppKey("integration_throttles", IntegrationThrottles)
 INTEGRATIONS = web.AppKey("integrations", Integrations)
+METRICS = web.AppKey("metrics", Metrics)
 
 USER = web.RequestKey("user", UserRecord)
+REQUEST_ID = web.RequestKey("request_id", str)

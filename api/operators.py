@@ -6,11 +6,10 @@ import hmac
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 
-from api import keys
+from api import keys, observability
 from api.auth import INVALID_TOKEN, bearer_token, require_user
 from api.http import json_response
 from api.openapi import error_responses, operation
@@ -87,21 +86,7 @@ async def metrics(request: web.Request) -> web.Response:
         supplied = bearer_token(request) or ""
         if not hmac.compare_digest(supplied.encode(), expected.get().encode()):
             raise OpsTokenRequired()
-    registry = CollectorRegistry()
-    directory = request.app[keys.DIRECTORY]
-    dispatcher = request.app[keys.OUTBOX]
-    Gauge("meet_active_rooms", "Room actors held in memory", registry=registry).set(
-        len(directory.active_rooms())
-    )
-    delivered = Gauge("meet_outbox_delivered", "Notifications delivered", registry=registry)
-    delivered.set(dispatcher.delivered)
-    retried = Gauge("meet_outbox_failed_attempts", "Failed delivery attempts", registry=registry)
-    retried.set(dispatcher.failed_attempts)
-    pending = Gauge("meet_outbox_messages", "Outbox rows by status", ["status"], registry=registry)
-    async with request.app[keys.SESSIONMAKER]() as session:
-        for status, count in (await outbox_store.counts_by_status(session)).items():
-            pending.labels(status=status).set(count)
-    repairs = Gauge("meet_recording_repairs", "Reconciliation repairs", registry=registry)
-    repairs.set(request.app[keys.RECONCILER].repairs)
-    body = generate_latest(registry)
+    observability.sample(request.app)
+    await observability.sample_database(request.app)
+    body = request.app[keys.METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

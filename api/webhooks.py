@@ -36,30 +36,39 @@ ERROR = {"status": "error"}
     responses={200: WebhookOut, 400: WebhookOut, 401: WebhookOut, 422: WebhookOut, 503: WebhookOut},
 )
 async def livekit_webhook(request: web.Request) -> web.Response:
+    metrics = request.app[keys.METRICS]
     authorization = request.headers.get("Authorization")
     if not authorization:
+        metrics.observe_webhook("unverified", "refused")
         return json_response(ERROR, status=401)
     raw = await request.read()
     if len(raw) > MAX_BODY_BYTES:
+        metrics.observe_webhook("unverified", "refused")
         return json_response(ERROR, status=400)
     try:
         event = request.app[keys.LIVEKIT].verify_webhook(raw.decode("utf-8"), authorization)
     except (InvalidWebhook, UnicodeDecodeError) as exc:
         log.info("webhook refused: %s", exc)
+        metrics.observe_webhook("unverified", "refused")
         return json_response(ERROR, status=400)
     if event.event not in WEBHOOK_EVENTS:
+        metrics.observe_webhook(event.event, "unknown_event")
         return json_response(ERROR, status=422)
     settings = request.app[keys.SETTINGS]
     room = event.room_name
     if not room or room.startswith(settings.connection_test_room_prefix):
+        metrics.observe_webhook(event.event, "ignored")
         return json_response(SUCCESS)
     pattern = settings.livekit.webhook_events_filter_regex
     if pattern and not re.search(pattern, room):
+        metrics.observe_webhook(event.event, "ignored")
         return json_response(SUCCESS)
     try:
         await request.app[keys.DIRECTORY].call(room, ApplyWebhook(event))
         await request.app[keys.INTEGRATIONS].on_webhook(event)  # SIP rules, agent dispatches
     except CoordinatorError as exc:
         log.warning("webhook %s for room %s not applied: %s", event.id, room, exc)
+        metrics.observe_webhook(event.event, "unavailable")
         return json_response(ERROR, status=503)
+    metrics.observe_webhook(event.event, "applied", event.created_at)
     return json_response(SUCCESS)

@@ -23,7 +23,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -51,8 +53,11 @@ from coordinator.room import (
     decide,
     is_idle,
 )
+from coordinator.telemetry import REQUEST_ID, EngineStats, Metrics
 
 log = logging.getLogger(__name__)
+effect_log = logging.getLogger("meet.effects")
+COMMAND: ContextVar[str | None] = ContextVar("command", default=None)  # the one being applied
 
 
 class MediaPort(Protocol):
@@ -133,8 +138,12 @@ class RoomActor:
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.state = RoomState(name=name, last_activity=clock())
+        self._metrics = metrics
+        # The request id each queued command came with, set again when it applies.
+        self._origins: dict[asyncio.Future[Any], str] = {}
         self._media = media
         self._recordings = recordings
         self._clock = clock
@@ -152,7 +161,7 @@ class RoomActor:
         self._recovering: set[asyncio.Task[Any]] = set()
         self._chains: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._side: deque[tuple[Any, float | None]] | None = None
+        self._side: deque[tuple[Any, float | None, Origin]] | None = None
         self._side_task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -176,8 +185,30 @@ class RoomActor:
         if self._mailbox is None:
             self._mailbox = deque()
         self._mailbox.append((command, future, loop.time() + self.timeout))
+        self._remember_origin(future)
+        if self._metrics is not None:
+            self._metrics.track_command(command, future)
         self._ensure_drain()
         return future
+
+    def _remember_origin(self, future: asyncio.Future[Any]) -> None:
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            self._origins[future] = request_id
+
+    def _enter(self, command: Command, future: asyncio.Future[Any] | None) -> None:
+        """The drain task takes on the request id and name of the command it applies; the
+        effect tasks it spawns copy them."""
+        request_id = self._origins.pop(future, None) if future is not None else None
+        REQUEST_ID.set(request_id)
+        COMMAND.set(type(command).__name__)
+
+    def queue_stats(self, now: float) -> tuple[int, float]:
+        """(commands queued, seconds the oldest has waited) at loop time ``now``."""
+        queued = len(self._mailbox or ()) + len(self._internal or ())
+        deadlines = [d for _, _, d in self._mailbox or () if d is not None]
+        waited = now - (min(deadlines) - self.timeout) if deadlines else 0.0
+        return queued, max(0.0, waited)
 
     def _ensure_drain(self) -> None:
         if self._stopped:
@@ -193,6 +224,7 @@ class RoomActor:
         if self._internal is None:
             self._internal = deque()
         self._internal.append((command, done, None))
+        self._remember_origin(done)
         self._ensure_drain()
         return await done
 
@@ -212,6 +244,7 @@ class RoomActor:
                 if future is not None and not future.done():
                     future.cancel()
         self._mailbox = self._internal = None
+        self._origins.clear()
 
     def _next(self) -> Entry | None:
         if self._internal:
@@ -225,6 +258,7 @@ class RoomActor:
         try:
             while (entry := self._next()) is not None:
                 command, future, deadline = entry
+                self._enter(command, future)
                 if future is not None and future.done():
                     continue  # its caller gave up
                 try:
@@ -298,6 +332,7 @@ class RoomActor:
     ) -> None:
         if isinstance(command, Snapshot) and self._recovering and future is not None:
             self._after_listing.append((command, future, deadline))  # answered once listed
+            self._remember_origin(future)
             return
         if isinstance(command, ApplyWebhook) and command.event.egress is not None:
             egress_id = command.event.egress.egress_id
@@ -320,7 +355,8 @@ class RoomActor:
             if _best_effort(effect):
                 self._side_effect(effect)
             elif not pending and isinstance(effect, PersistRecordingStatus | CompleteRecording):
-                await self._run(effect)  # the database, in order, inside the mailbox
+                with effect_span(self.name, effect):
+                    await self._run(effect)  # the database, in order, inside the mailbox
             else:
                 pending.append(effect)
         if not pending:
@@ -393,21 +429,22 @@ class RoomActor:
             ran = True
             outcome: Any = None
             then: Command | None = None
-            match effect:
-                case Later():
-                    await asyncio.sleep(effect.seconds)
-                    then = effect.command
-                case CallLiveKit():
-                    method = getattr(self._media, effect.method)
-                    outcome = await method(self.name, **effect.arguments)
-                    then = effect.then
-                case RecordingStep():
-                    method = getattr(self._recordings, effect.action)
-                    result = await method(self.name, **effect.arguments)
-                    assert isinstance(result, StepResult)
-                    outcome, then = result.reply, result.then
-                case _:
-                    await self._run(effect)
+            with effect_span(self.name, effect):
+                match effect:
+                    case Later():
+                        await asyncio.sleep(effect.seconds)
+                        then = effect.command
+                    case CallLiveKit():
+                        method = getattr(self._media, effect.method)
+                        outcome = await method(self.name, **effect.arguments)
+                        then = effect.then
+                    case RecordingStep():
+                        method = getattr(self._recordings, effect.action)
+                        result = await method(self.name, **effect.arguments)
+                        assert isinstance(result, StepResult)
+                        outcome, then = result.reply, result.then
+                    case _:
+                        await self._run(effect)
             if then is not None:
                 await self._feed(then)
             return outcome
@@ -448,7 +485,7 @@ class RoomActor:
         deadline = None
         if isinstance(effect, SendData):
             deadline = asyncio.get_running_loop().time() + self.timeout
-        self._side.append((effect, deadline))
+        self._side.append((effect, deadline, (REQUEST_ID.get(), COMMAND.get())))
         if self._side_task is None:
             self._side_task = self._spawn(self._drain_side(), detached=True)
 
@@ -456,10 +493,13 @@ class RoomActor:
         """Best-effort effects, in order, one at a time, never in the mailbox's way."""
         try:
             while self._side:
-                effect, deadline = self._side.popleft()
+                effect, deadline, (request_id, command) = self._side.popleft()
                 CALL_DEADLINE.set(deadline)
+                REQUEST_ID.set(request_id)
+                COMMAND.set(command)
                 try:
-                    await self._run(effect)
+                    with effect_span(self.name, effect):
+                        await self._run(effect)
                 except Exception as exc:
                     log.warning("room %s: best-effort effect failed: %s", self.name, exc)
         finally:
@@ -491,6 +531,49 @@ class RoomActor:
             case CompleteRecording():
                 await self._recordings.complete(effect.recording_id, effect.egress)
         return None
+
+
+Origin = tuple[str | None, str | None]  # request id, command name
+
+
+def effect_name(effect: Any) -> str:
+    """``CallLiveKit.remove_participant``, ``RecordingStep.begin``, ``SendData``..."""
+    detail = getattr(effect, "method", None) or getattr(effect, "action", None)
+    name = type(effect).__name__
+    return f"{name}.{detail}" if isinstance(detail, str) else name
+
+
+@contextmanager
+def effect_span(room: str, effect: Any) -> Iterator[None]:
+    """One log line per effect run: room, command, effect, duration, outcome (the request
+    id is added by the log formatter from the context). ``Later`` (a timer) is not logged."""
+    if isinstance(effect, Later):
+        yield
+        return
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    except CoordinatorError as exc:
+        outcome = type(exc).__name__
+        raise
+    finally:
+        effect_log.info(
+            "effect",
+            extra={
+                "fields": {
+                    "room": room,
+                    "command": COMMAND.get(),
+                    "effect": effect_name(effect),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "outcome": outcome,
+                }
+            },
+        )
 
 
 def _best_effort(effect: Any) -> bool:
@@ -531,8 +614,10 @@ class LocalDirectory:
         sweep_every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.timeout = timeout  # a command's deadline: the LiveKit timeout
+        self._metrics = metrics
         self._media = media
         self._recordings = recordings
         self._clock = clock
@@ -549,7 +634,12 @@ class LocalDirectory:
         actor = self._actors.get(room)
         if actor is None:
             actor = RoomActor(
-                room, self._media, self._recordings, clock=self._clock, timeout=self.timeout
+                room,
+                self._media,
+                self._recordings,
+                clock=self._clock,
+                timeout=self.timeout,
+                metrics=self._metrics,
             )
             self._actors[room] = actor
         return actor
@@ -566,6 +656,20 @@ class LocalDirectory:
 
     def active_rooms(self) -> list[str]:
         return list(self._actors)
+
+    def stats(self) -> EngineStats:
+        """Actors, live rooms, participants and mailboxes, for the metrics."""
+        now = asyncio.get_running_loop().time()
+        rooms_live = participants = queued = 0
+        oldest = 0.0
+        for actor in self._actors.values():
+            present = len(actor.state.participants)
+            participants += present
+            rooms_live += present > 0
+            waiting, waited = actor.queue_stats(now)
+            queued += waiting
+            oldest = max(oldest, waited)
+        return EngineStats(len(self._actors), rooms_live, participants, queued, oldest)
 
     async def drop(self, room: str) -> None:
         """Forget a room's actor as a crash would; its next command re-activates it."""

@@ -36,11 +36,13 @@ def _migrate_only_settings() -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from api.access_log import RedactingAccessLogger
+    from api.access_log import access_logger_for
     from api.app import create_app
     from api.serving import serve
+    from coordinator.logs import configure_logging, is_json_format
 
     settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
 
     async def freeze_startup_objects(_: web.Application) -> None:
@@ -48,14 +50,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gc.freeze()  # long-lived startup objects leave the GC's scans: shorter pauses
 
     app.on_startup.append(freeze_startup_objects)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(
         serve(
             app,
             host=args.host,
             port=args.port,
             access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
-            access_log_class=RedactingAccessLogger,
+            access_log_class=access_logger_for(is_json_format(settings.log_format)),
             header_timeout=settings.header_timeout_seconds,
             max_connections=settings.max_connections,
             print_=lambda message: print(message, flush=True),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,9 +32,11 @@ from coordinator.deadlines import time_left
 from coordinator.errors import NotFound, Unavailable, UpstreamError
 from coordinator.media import Egress, FileResult, Participant, RoomInfo, Track, WebhookEvent
 from coordinator.settings import EncodingSettings, LiveKitSettings, S3Settings
+from coordinator.telemetry import Metrics
 from coordinator.webhook_reader import InvalidWebhook, verify_and_read
 
 log = logging.getLogger(__name__)
+call_log = logging.getLogger("meet.livekit")
 T = TypeVar("T")
 __all__ = [
     "InvalidWebhook",
@@ -143,14 +146,57 @@ def _sip_rule(info: sip_proto.SIPDispatchRuleInfo) -> SIPDispatchRule:
 class LiveKitAdapter:
     """Room service, egress and agent calls; webhook verification."""
 
-    def __init__(self, settings: LiveKitSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        settings: LiveKitSettings,
+        session: aiohttp.ClientSession,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._api = api.LiveKitAPI(
             settings.api_url, settings.api_key, settings.api_secret.get(), session=session
         )
         self.timeout = settings.timeout_seconds
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` under the deadline, timed and counted (``meet_livekit_call_*``), logged
+        as one line with the request id (also sent as ``X-Request-ID`` by the HTTP session)."""
+        started = time.perf_counter()
+        kind: str | None = "error"
+        try:
+            result = await self._classified_call(what, call)
+            kind = None
+            return result
+        except LiveKitNotFound:
+            kind = "not_found"
+            raise
+        except LiveKitUnavailable as exc:
+            kind = "timeout" if isinstance(exc.__cause__, TimeoutError) else "unreachable"
+            if isinstance(exc.__cause__, api.ServerError):
+                kind = "error"  # LiveKit (or its proxy) answered 502/503/504
+            raise
+        except asyncio.CancelledError:
+            kind = "cancelled"  # not LiveKit's failure: timed, not counted as an error
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if self._metrics is not None:
+                counted = None if kind == "cancelled" else kind
+                self._metrics.observe_livekit(what, elapsed, counted)
+            call_log.info(
+                "livekit call",
+                extra={
+                    "fields": {
+                        "method": what,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "outcome": kind or "ok",
+                    }
+                },
+            )
+
+    async def _classified_call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         timeout = time_left(self.timeout)  # the command's deadline counts its time queued
         try:
             async with asyncio.timeout(timeout):

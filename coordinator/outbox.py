@@ -41,6 +41,7 @@ from coordinator.notifications import (
 from coordinator.recordings import recording_key
 from coordinator.s3 import S3Config
 from coordinator.settings import Settings
+from coordinator.telemetry import Metrics
 from storage import outbox as outbox_store
 from storage import recording_context
 from storage.engine import SessionMaker, is_outage, outage_summary
@@ -49,6 +50,9 @@ from storage.recordings import RecordingRecord
 from storage.records import UserRecord
 
 log = logging.getLogger(__name__)
+
+
+OUTBOX_KINDS = frozenset({"summary", "recording_email", "invitation"})
 
 
 class DeliveryFailed(Exception):
@@ -75,8 +79,10 @@ class OutboxDispatcher:
         *,
         egress_times: Timestamps | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._config = settings.outbox
         self._sessionmaker = sessionmaker
         self._http = http
@@ -178,6 +184,7 @@ class OutboxDispatcher:
                 ],
             )
             for message, outcome in zip(batch, outcomes, strict=True):
+                self._count(message, outcome)
                 if outcome.ok:
                     continue
                 attempts = message.attempts + 1
@@ -209,6 +216,19 @@ class OutboxDispatcher:
             recordings = list({m.recording_id for m in succeeded if m.recording_id is not None})
             await outbox_store.promote_recordings(session, recordings)
         self.delivered += len(succeeded)
+
+    def _count(self, message: OutboxRecord, outcome: Outcome) -> None:
+        """``meet_outbox_attempts_total{kind, outcome}``: delivered, retry or failed."""
+        if self._metrics is None:
+            return
+        if outcome.ok:
+            result = "delivered"
+        elif message.attempts + 1 < self._config.max_attempts:
+            result = "retry"
+        else:
+            result = "failed"
+        kind = message.kind if message.kind in OUTBOX_KINDS else "other"
+        self._metrics.observe_outbox_attempt(kind, result)
 
     async def _deliver(self, message: OutboxRecord, contexts: Contexts) -> Any:
         match message.kind:

@@ -473,6 +473,12 @@ class Settings:
     room_telephony_default_country: str = "US"
     external_api: ExternalAPISettings = field(default_factory=ExternalAPISettings)
     addons: AddonsSettings = field(default_factory=AddonsSettings)
+    # Issue 11: logs (LOG_FORMAT auto = JSON unless stderr is a terminal), Sentry, metrics.
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    sentry_dsn: Secret = field(default_factory=lambda: Secret(""))
+    sentry_environment: str = "production"
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -584,6 +590,14 @@ class Settings:
                 "CSRF_TRUSTED_ORIGINS", env.items("DJANGO_CSRF_TRUSTED_ORIGINS", ())
             ),
             ops_token=env.secret("OPS_TOKEN"),
+            log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "text")),
+            log_level=_log_level(env),
+            sentry_dsn=env.secret("SENTRY_DSN"),
+            # Meet names the environment after its configuration class (DJANGO_CONFIGURATION).
+            sentry_environment=env.text(
+                "SENTRY_ENVIRONMENT", env.text("DJANGO_CONFIGURATION", "production").lower()
+            ),
+            prometheus_multiproc_dir=env.optional_str("PROMETHEUS_MULTIPROC_DIR"),
             secure_proxy_ssl_header=env.header_pair("SECURE_PROXY_SSL_HEADER"),
             use_x_forwarded_host=env.flag("USE_X_FORWARDED_HOST", False),
             frontend_configuration=env.json_object("FRONTEND_CONFIGURATION"),
@@ -723,6 +737,15 @@ def _parser_name(value: str) -> str:
     from coordinator.storage_events import parse_parser_name
 
     return str(parse_parser_name(value))
+
+
+def _log_level(env: _Env) -> str:
+    level = env.text("LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigurationError(
+            f"LOG_LEVEL={level!r} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
+        )
+    return level
 
 
 def _database_url(env: _Env) -> str:

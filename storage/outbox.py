@@ -195,3 +195,17 @@ async def counts_by_status(session: AsyncSession) -> dict[str, int]:
         select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
     )
     return {str(status): int(count) for status, count in rows}
+
+
+async def backlog(session: AsyncSession) -> tuple[list[tuple[str, str, int]], datetime | None]:
+    """Rows by (kind, status), and when the oldest pending row was written (for metrics)."""
+    rows = await session.execute(
+        select(OutboxMessage.kind, OutboxMessage.status, func.count()).group_by(
+            OutboxMessage.kind, OutboxMessage.status
+        )
+    )
+    counts = [(str(kind), str(status), int(count)) for kind, status, count in rows]
+    oldest = await session.scalar(
+        select(func.min(OutboxMessage.created_at)).where(OutboxMessage.status == "pending")
+    )
+    return counts, oldest
