@@ -15,6 +15,7 @@ from api import (  # noqa: F401  (register routes)
     lobby,
     oidc,
     operators,
+    ops,
     participants,
     recording_actions,
     recordings,
@@ -27,6 +28,7 @@ from api import (  # noqa: F401  (register routes)
 from api.auth import VERIFIER, JWKSVerifier
 from api.config import CONFIG_BODY, frontend_config, openapi_document
 from api.frontend import frontend_routes
+from api.home import install_home
 from api.http import MAX_BODY_BYTES, dumps
 from api.middlewares import csrf_cookie_middleware, error_middleware, path_middleware
 from api.openapi import REGISTRY
@@ -68,10 +70,13 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.INTEGRATION_THROTTLES] = keys.IntegrationThrottles(settings)
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
+    ops.install(app)
     app.cleanup_ctx.append(rooms_ctx)
     app.add_routes(REGISTRY.routes)
     if settings.frontend_dist_dir:
         app.add_routes(frontend_routes(settings.frontend_dist_dir))
+    else:
+        install_home(app)
     return app
 
 
@@ -100,6 +105,7 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     """The LiveKit adapter and the local room-actor engine."""
     settings = app[keys.SETTINGS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
+    adapter.observe = app[ops.MONITOR].on_livekit_call
     app[keys.LIVEKIT] = adapter
     integrations = Integrations(settings, app[keys.SESSIONMAKER], adapter)
     app[keys.INTEGRATIONS] = integrations
@@ -112,6 +118,7 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         lifecycle,
         idle_after=settings.room_idle_seconds,
         timeout=settings.livekit.timeout_seconds,
+        events=app[ops.EVENTS],
     )
     directory.start()
     app[keys.DIRECTORY] = directory

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections import deque
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 from coordinator.deadlines import CALL_DEADLINE
 from coordinator.errors import CoordinatorError, Unavailable
+from coordinator.events import EventBus, room_events
 from coordinator.media import Egress, Participant, RoomInfo
 from coordinator.room import (
     ApplyWebhook,
@@ -133,8 +135,10 @@ class RoomActor:
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
         self.state = RoomState(name=name, last_activity=clock())
+        self.events = events
         self._media = media
         self._recordings = recordings
         self._clock = clock
@@ -314,7 +318,10 @@ class RoomActor:
         ):
             # Queued past its deadline: it answers 503 without running (nothing committed).
             raise Unavailable(BUSY_MESSAGE)
+        prior = self.state
         self.state = decision.state  # committed before the first await
+        if self.events is not None:
+            self._publish(command, prior, decision.reply)
         pending: list[Any] = []
         for effect in decision.effects:
             if _best_effort(effect):
@@ -492,6 +499,15 @@ class RoomActor:
                 await self._recordings.complete(effect.recording_id, effect.egress)
         return None
 
+    def _publish(self, command: Command, before: RoomState, reply: Any) -> None:
+        """What the command changed, to the event bus (never in the command's way)."""
+        assert self.events is not None
+        try:
+            for event in room_events(self.name, command, before, self.state, reply, self._clock()):
+                self.events.publish(event)
+        except Exception:
+            log.exception("room %s: event not published", self.name)
+
 
 def _best_effort(effect: Any) -> bool:
     return isinstance(effect, MergeMetadata) or (
@@ -531,8 +547,10 @@ class LocalDirectory:
         sweep_every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 5.0,
+        events: EventBus | None = None,
     ) -> None:
         self.timeout = timeout  # a command's deadline: the LiveKit timeout
+        self.events = events  # the actors' event stream (coordinator.events)
         self._media = media
         self._recordings = recordings
         self._clock = clock
@@ -549,7 +567,12 @@ class LocalDirectory:
         actor = self._actors.get(room)
         if actor is None:
             actor = RoomActor(
-                room, self._media, self._recordings, clock=self._clock, timeout=self.timeout
+                room,
+                self._media,
+                self._recordings,
+                clock=self._clock,
+                timeout=self.timeout,
+                events=self.events,
             )
             self._actors[room] = actor
         return actor
@@ -605,3 +628,23 @@ class LocalDirectory:
         for actor in list(self._actors.values()):
             await actor.stop()
         self._actors.clear()
+
+    def health(self) -> dict[str, Any]:
+        """This process as the engine's one host: its rooms, queued commands and the age of
+        the oldest one (the shape the Ray directory's ``health()`` answers too)."""
+        loop_time = asyncio.get_running_loop().time()
+        queued = 0
+        oldest = 0.0
+        for actor in self._actors.values():
+            for _, _, deadline in actor._mailbox or ():
+                queued += 1
+                if deadline is not None:
+                    oldest = max(oldest, loop_time - (deadline - actor.timeout))
+        host = {
+            "name": socket.gethostname(),
+            "alive": True,
+            "rooms": len(self._actors),
+            "queued": queued,
+            "oldest_queued_seconds": round(oldest, 3),
+        }
+        return {"engine": "local", "hosts": [host]}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -149,8 +150,23 @@ class LiveKitAdapter:
             settings.api_url, settings.api_key, settings.api_secret.get(), session=session
         )
         self.timeout = settings.timeout_seconds
+        # Told of every call: method, seconds taken, error class name or None (operators' view).
+        self.observe: Callable[[str, float, str | None], None] | None = None
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        if self.observe is None:
+            return await self._call_livekit(what, call)
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            return await self._call_livekit(what, call)
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self.observe(what, time.perf_counter() - started, error)
+
+    async def _call_livekit(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         timeout = time_left(self.timeout)  # the command's deadline counts its time queued
         try:
             async with asyncio.timeout(timeout):
