@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from livekit.protocol import models
-from livekit.protocol.webhook import WebhookEvent
 
 from api import keys
 from api.app import create_app
@@ -19,12 +17,12 @@ from api.session import CSRF_HEADER
 from coordinator.settings import LiveKitSettings, Secret
 from storage import outbox as outbox_store
 from tests.conftest import make_settings
-from tests.livekit_standin import LiveKitStandin, sign_webhook
+from tests.livekit_standin import LiveKitStandin
 from tests.support.factories import Factory, login
+from tests.support.stack import post_webhook
 
 Client = TestClient[Any, Any]
 OPS_TOKEN = "ops-token-" + "o" * 40
-WEBHOOK = "/api/v1.0/rooms/webhooks-livekit/"
 
 
 @pytest.fixture
@@ -42,25 +40,6 @@ async def ops(aiohttp_client: Any, database_url: str, livekit_standin: LiveKitSt
 
 def bearer(token: str = OPS_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def post_webhook(
-    client: Client, standin: LiveKitStandin, room: str, kind: str, identity: str
-) -> None:
-    event = WebhookEvent(
-        event=kind,
-        room=models.Room(name=room, sid=f"RM_{room[:8]}"),
-        participant=models.ParticipantInfo(
-            identity=identity,
-            sid=f"PA_{identity}",
-            name=identity.title(),
-            state=models.ParticipantInfo.State.ACTIVE,
-            joined_at=int(time.time()),
-        ),
-    )
-    body, headers = sign_webhook(event, standin.api_key, standin.api_secret)
-    response = await client.post(WEBHOOK, data=body, headers=headers)
-    assert response.status == 200, await response.text()
 
 
 async def test_anonymous_is_sent_to_login_and_back(ops: Client) -> None:
