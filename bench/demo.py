@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> None:
             "OIDC_OP_ISSUER": provider,
             "RECORDING_ENABLE": "true",
             "OPS_TOKEN": ops_token,
+            # No SMTP server here: recording e-mails fail fast and show as failed notifications
+            # on the dashboard, with their "retry now".
+            "EMAIL_PORT": str(free_port()),
+            "MEET_OUTBOX_MAX_ATTEMPTS": "2",
         }
         cwd = str(ROOT)
         subprocess.run(
@@ -171,6 +175,10 @@ def run(args: argparse.Namespace) -> None:
         time.sleep(args.linger)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="meet-coordinator demo on loopback")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8071)))
@@ -178,6 +186,7 @@ def main() -> None:
     parser.add_argument("--linger", type=float, default=600.0, help="then stay up this long")
     parser.add_argument("--verbose", action="store_true", help="show the processes' output")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the children stop too
     try:
         run(args)
     except KeyboardInterrupt:

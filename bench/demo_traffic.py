@@ -30,6 +30,8 @@ PEOPLE = (
     "ada", "grace", "alan", "edsger", "barbara", "ken", "dennis", "margaret", "linus", "guido",
     "frances", "john", "donald", "radia", "leslie", "tim",
 )  # fmt: skip
+LOBBY_COOKIE = "lobbyParticipantId"
+RECORDING_ON, RECORDING_OFF = 30.0, 10.0
 _LOGIN_ID = re.compile(r'name="login_id" value="([^"]+)"')
 
 
@@ -42,6 +44,14 @@ class Counters:
     admitted: int = 0
     recordings: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Guest:
+    session: aiohttp.ClientSession
+    room: str
+    name: str
+    cookie: str = ""  # the lobby cookie: the same waiting entry from one poll to the next
 
 
 def _jar() -> aiohttp.CookieJar:
@@ -106,13 +116,13 @@ class Traffic:
         self.control = aiohttp.ClientSession()
         self.rooms: list[dict[str, Any]] = []
         self.present: dict[str, set[str]] = {}
-        self.guests: list[tuple[aiohttp.ClientSession, str, str]] = []  # session, room, name
+        self.guests: list[Guest] = []
         self.recording_egress: str | None = None
         self.counters = Counters()
 
     async def close(self) -> None:
-        for guest, _, _ in self.guests:
-            await guest.close()
+        for guest in self.guests:
+            await guest.session.close()
         await self.control.close()
 
     async def _api(self, method: str, path: str, body: Any = None) -> Any:
@@ -142,6 +152,7 @@ class Traffic:
             self.rooms.append(room)
             self.present[str(room["id"])] = set()
             self.counters.rooms += 1
+            await self.join(str(room["id"]))  # every room is live from the start
 
     async def join(self, room: str) -> None:
         free = [p for p in PEOPLE if p not in self.present[room]]
@@ -169,12 +180,19 @@ class Traffic:
         room = self.rooms[1] if len(self.rooms) > 1 else self.rooms[0]
         if len(self.guests) < 6:
             name = f"Guest {self.random.randrange(1000, 9999)}"
-            self.guests.append((aiohttp.ClientSession(cookie_jar=_jar()), str(room["id"]), name))
-        for guest, room_id, name in self.guests:
-            url = f"{self.server}{API}/rooms/{room_id}/request-entry/"
-            async with guest.post(url, json={"username": name}) as response:
+            self.guests.append(Guest(aiohttp.ClientSession(), str(room["id"]), name))
+        for guest in self.guests:
+            url = f"{self.server}{API}/rooms/{guest.room}/request-entry/"
+            # The lobby cookie is Secure: browsers keep it on http://127.0.0.1, aiohttp does not.
+            cookies = {LOBBY_COOKIE: guest.cookie} if guest.cookie else None
+            async with guest.session.post(
+                url, json={"username": guest.name}, cookies=cookies
+            ) as response:
                 if response.status == 200:
                     self.counters.knocks += 1
+                    issued = response.cookies.get(LOBBY_COOKIE)
+                    if issued is not None:
+                        guest.cookie = issued.value
 
     async def admit(self) -> None:
         room = self.rooms[1] if len(self.rooms) > 1 else self.rooms[0]
@@ -187,10 +205,9 @@ class Traffic:
         body = {"participant_id": entry["id"], "allow_entry": allow}
         await self._api("POST", f"/rooms/{room['id']}/enter/", body)
         self.counters.admitted += int(allow)
-        done = [g for g in self.guests if g[2] == entry["username"]]
-        for guest in done:
+        for guest in [g for g in self.guests if g.name == entry["username"]]:
             self.guests.remove(guest)
-            await guest[0].close()
+            await guest.session.close()
 
     async def start_recording(self) -> None:
         room = str(self.rooms[0]["id"])
@@ -211,7 +228,7 @@ class Traffic:
         room = str(self.rooms[0]["id"])
         await self._api("POST", f"/rooms/{room}/stop-recording/")
 
-    async def step(self, elapsed: float, seconds: float) -> None:
+    async def step(self) -> None:
         room = str(self.random.choice(self.rooms)["id"])
         roll = self.random.random()
         crowd = sum(len(p) for p in self.present.values())
@@ -224,19 +241,21 @@ class Traffic:
             await self.admit()
 
     async def run(self, seconds: float, *, rooms: int = 4, interval: float = 0.25) -> Counters:
+        """Traffic for ``seconds``; in runs of 20 s or more, the recording cycles (30 s on,
+        10 s off) so the pipeline and the outbox have something to show."""
         started = time.monotonic()
         await self.setup(rooms)
-        recording_at, stop_at = min(2.0, seconds / 4), seconds * 0.8
-        recording = stopped = False
+        start_at = min(2.0, seconds / 4)
+        stop_at: float | None = None
         while (elapsed := time.monotonic() - started) < seconds:
             try:
-                await self.step(elapsed, seconds)
-                if not recording and elapsed >= recording_at:
-                    recording = True
+                await self.step()
+                if stop_at is None and elapsed >= start_at:
                     await self.start_recording()
-                elif recording and not stopped and elapsed >= stop_at and seconds >= 20:
-                    stopped = True
+                    stop_at = elapsed + RECORDING_ON if seconds >= 20 else float("inf")
+                elif stop_at is not None and elapsed >= stop_at:
                     await self.stop_recording()
+                    stop_at, start_at = None, elapsed + RECORDING_OFF
             except (RuntimeError, aiohttp.ClientError) as exc:
                 self.counters.errors.append(str(exc))
                 if len(self.counters.errors) > 50:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
 SUBSCRIBER_QUEUE = 512
+SUMMARY = "room_summary"  # a room's summary changed without anything worth a log line
 
 
 class Subscription:
@@ -191,6 +192,8 @@ def room_events(
         waiting_after = {p for p, e in after.lobby.items() if e.status == "waiting"}
         if waiting_before != waiting_after or len(before.lobby) != len(after.lobby):
             events.append({"type": "lobby", "room": room, "at": at, "waiting": len(waiting_after)})
+        else:  # a guest polled again: only the expiries moved (kept out of the event logs)
+            events.append({"type": SUMMARY, "room": room, "at": at})
     if _recording_key(before) != _recording_key(after):
         recording = after.recording
         events.append(

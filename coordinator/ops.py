@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from coordinator.events import SUMMARY
 from storage import ops as ops_store
 from storage.engine import SessionMaker
 
@@ -124,6 +125,8 @@ class OpsMonitor:
             elif view.recording_since is None:
                 view.recording_since = self._clock()
             bucket.participants = sum(r.summary["participants"] for r in self._rooms.values())
+        if event["type"] == SUMMARY:
+            return
         if view is not None:
             view.events.append(compact)
         self._recent.append(compact)

@@ -213,3 +213,34 @@ async def test_slow_subscriber_is_dropped_not_waited_for() -> None:
     assert slow.dropped and bus.subscribers == 1 and bus.dropped_subscribers == 1
     assert await slow.get() is None  # its iteration ends
     assert [e["at"] for e in [fast.poll() for _ in range(10)] if e] == list(range(10))
+
+
+async def test_first_run_page(ops: Client) -> None:
+    page = await ops.get("/", headers={"Accept": "text/html,*/*"})
+    assert page.status == 200 and page.content_type == "text/html"
+    html = await page.text()
+    for needed in ("0.1.0", "local", "SQLite" if "sqlite" in ops.app[keys.SETTINGS].database_url
+                   else "PostgreSQL", "reachable", "/api/v1.0/docs/", "/ops/", "/__heartbeat__",
+                   "FRONTEND_DIST_DIR"):  # fmt: skip
+        assert needed in html, needed
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    data = await (await ops.get("/", headers={"Accept": "application/json"})).json()
+    assert data["livekit"] == {"url": ops.app[keys.SETTINGS].livekit.api_url, "reachable": True}
+    assert data["engine"] == "local" and "/ops/" in data["links"]
+    assert (await ops.get("/api/v1.0/docs/")).status == 200  # the page's links resolve
+
+
+async def test_first_run_page_says_livekit_is_unreachable(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    from tests.support.postgres import free_port
+
+    livekit = LiveKitSettings(
+        api_key="devkey",
+        api_secret=Secret("s" * 40),
+        api_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    )
+    client: Client = await aiohttp_client(create_app(make_settings(database_url, livekit=livekit)))
+    data = await (await client.get("/", headers={"Accept": "application/json"})).json()
+    assert data["livekit"]["reachable"] is False
+    assert "unreachable" in await (await client.get("/")).text()

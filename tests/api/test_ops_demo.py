@@ -69,13 +69,13 @@ async def test_demo_traffic_moves_the_dashboard(
     assert after["totals"]["webhooks"] > 10
     assert sum(after["series"]["webhooks"]) == after["totals"]["webhooks"]
     assert after["totals"]["participants"] == sum(len(p) for p in traffic.present.values())
-    assert len(after["rooms"]) == 4
+    assert len(after["rooms"]) == 4  # each has someone from the start
     labels = {r["label"] for r in after["rooms"]}
     assert {str(room["slug"]) for room in traffic.rooms} == labels
     recording = [r for r in after["rooms"] if r["recording"]]
     assert recording and recording[0]["room"] == str(traffic.rooms[0]["id"])
     assert after["pipeline"]["in_flight"][0]["room"] == str(traffic.rooms[0]["id"])
-    assert any(r["lobby"] for r in after["rooms"]) or counters.admitted
+    assert any(r["lobby"] for r in after["rooms"])  # guests are waiting
     assert {m["method"] for m in after["livekit"]} >= {
         "ListParticipants",
         "StartRoomCompositeEgress",

@@ -82,15 +82,15 @@
     $("kpis").replaceChildren(
       kpi("rooms", rooms.size),
       kpi("participants", participants),
-      kpi("lobby waiting", lobby, lobby ? "warn" : ""),
+      kpi("in lobby", lobby, lobby ? "warn" : ""),
       kpi("recording", recording),
       kpi("webhooks/s", number(s.rates.webhooks, 1)),
       kpi("requests/s", number(s.rates.requests, 1)),
       kpi("5xx/s", number(s.rates.errors, 1), s.rates.errors > 0 ? "bad" : ""),
-      kpi("webhook lag p95", lag === null ? "–" : `${number(lag, 1)}s`, lag > 5 ? "warn" : ""),
-      kpi("outbox pending", pending, s.pipeline.oldest_pending_seconds > 300 ? "warn" : ""),
+      kpi("lag p95", lag === null ? "–" : `${number(lag, 1)}s`, lag > 5 ? "warn" : ""),
+      kpi("outbox queue", pending, s.pipeline.oldest_pending_seconds > 300 ? "warn" : ""),
       kpi("outbox failed", failed, failed ? "bad" : ""),
-      kpi("queued commands", queued, queued > 100 ? "warn" : ""),
+      kpi("queued", queued, queued > 100 ? "warn" : ""),
       kpi("hosts down", down, down ? "bad" : ""),
     );
   }
@@ -123,12 +123,8 @@
       line.setAttribute("class", index === 0 ? "line" : "line bad");
       nodes.push(line);
     });
-    const scale = document.createElementNS(SVG, "text");
-    scale.setAttribute("x", 4);
-    scale.setAttribute("y", 10);
-    scale.setAttribute("class", "scale");
-    scale.textContent = `max ${Number.isInteger(max) ? max : max.toFixed(1)}`;
-    nodes.push(scale);
+    const peak = svg.parentNode.querySelector(".axis .max");
+    if (peak) peak.textContent = `peak ${Number.isInteger(max) ? max : max.toFixed(1)}`;
     svg.replaceChildren(...nodes);
   }
 
@@ -188,7 +184,7 @@
     }
     current.last_event_at = event.at;
     rooms.set(event.room, current);
-    flashed.add(event.room);
+    if (event.type !== "room_summary") flashed.add(event.room);
   }
 
   // -- events log ------------------------------------------------------------------------
@@ -259,7 +255,7 @@
       el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "identity"), el("th", {}, "name"), el("th", {}, "tracks"), el("th", { class: "num" }, "joined"))),
         el("tbody", {}, ...(d.participants || []).map((p) => el("tr", {},
           el("td", { class: "mono" }, p.identity), el("td", {}, p.name || ""),
-          el("td", { class: "tracks" }, p.tracks.map((t) => `${t.source || t.type || t.kind || "track"}${t.muted ? " (muted)" : ""}`).join(", ") || "–"),
+          el("td", { class: "tracks" }, p.tracks.map((t) => `${String(t.source || t.type || "track").toLowerCase().replace(/_/g, " ")}${t.muted ? " (muted)" : ""}`).join(", ") || "–"),
           el("td", { class: "num muted" }, p.joined_at ? clock(p.joined_at) : "–"))))),
       el("h3", {}, `Lobby (${(d.lobby || []).length})`),
       (d.lobby || []).length
@@ -303,7 +299,7 @@
     const tbody = $("failed").tBodies[0];
     const kept = new Map([...tbody.querySelectorAll("button[data-id]")].map((b) => [b.dataset.id, b]));
     fill(tbody, failed.length ? failed.map((m) => el("tr", {},
-      el("td", {}, m.kind), el("td", { class: "num" }, m.attempts),
+      el("td", { class: "nowrap" }, m.kind), el("td", { class: "num" }, m.attempts),
       el("td", { class: "error", title: m.last_error || "" }, (m.last_error || "").slice(0, 160)),
       el("td", {}, kept.get(m.id) || el("button", { type: "button", "data-id": m.id, onclick: (e) => retry(m.id, e.currentTarget) }, "retry now")))) :
       [el("tr", {}, el("td", { colspan: 4, class: "empty" }, "No failed notification."))]);
@@ -320,6 +316,7 @@
       [el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No LiveKit call yet."))]);
     const lag = state.webhook_lag;
     $("lag").textContent = lag.p50 === null ? "" : `webhook lag p50 ${number(lag.p50, 2)}s · p95 ${number(lag.p95, 2)}s · max ${number(lag.max, 2)}s`;
+    $("lag").title = "created_at (whole seconds, as LiveKit stamps it) to applied by the room";
   }
 
   function renderEngine() {
@@ -356,6 +353,8 @@
     const pill = $("link");
     pill.textContent = status;
     pill.className = `pill ${level}`;
+    document.body.classList.toggle("stale", level !== "ok");
+    if (level !== "ok" && state) pill.title = `no update since ${clock(state.now)}`;
   }
 
   function connect() {
@@ -366,7 +365,7 @@
     source.addEventListener("room", (message) => {
       const event = JSON.parse(message.data);
       applyRoomEvent(event);
-      prependEvent(event);
+      if (event.type !== "room_summary") prependEvent(event);
       if (state) { renderRooms(); renderKpis(); }
       if (event.room === selected) scheduleDetail();
     });
