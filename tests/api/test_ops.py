@@ -14,10 +14,11 @@ from api import keys
 from api.app import create_app
 from api.ops import EVENTS
 from api.session import CSRF_HEADER
-from coordinator.settings import LiveKitSettings, Secret
+from coordinator.settings import EmailSettings, LiveKitSettings, OutboxSettings, Secret
 from storage import outbox as outbox_store
 from tests.conftest import make_settings
 from tests.livekit_standin import LiveKitStandin
+from tests.smtp_server import SmtpServer
 from tests.support.factories import Factory, login
 from tests.support.stack import post_webhook
 
@@ -26,14 +27,25 @@ OPS_TOKEN = "ops-token-" + "o" * 40
 
 
 @pytest.fixture
-async def ops(aiohttp_client: Any, database_url: str, livekit_standin: LiveKitStandin) -> Client:
+async def ops(
+    aiohttp_client: Any,
+    database_url: str,
+    livekit_standin: LiveKitStandin,
+    smtp_server: SmtpServer,
+) -> Client:
     livekit = LiveKitSettings(
         api_key=livekit_standin.api_key,
         api_secret=Secret(livekit_standin.api_secret),
         api_url=livekit_standin.url,
         timeout_seconds=1.0,
     )
-    settings = make_settings(database_url, livekit=livekit, ops_token=Secret(OPS_TOKEN))
+    settings = make_settings(
+        database_url,
+        livekit=livekit,
+        ops_token=Secret(OPS_TOKEN),
+        email=EmailSettings(host="127.0.0.1", port=smtp_server.port),
+        outbox=OutboxSettings(poll_seconds=60.0),  # only a wake-up makes it look at once
+    )
     client: Client = await aiohttp_client(create_app(settings))
     return client
 
@@ -107,15 +119,22 @@ async def test_ops_token_bearer_and_forged_tokens(
     assert (await ops.get("/ops/api/state/", headers=bearer(token))).status in (401, 403)
 
 
-async def test_retry_now_needs_staff_and_csrf(ops: Client, factory: Factory) -> None:
+async def test_retry_now_needs_staff_and_csrf(
+    ops: Client, factory: Factory, smtp_server: SmtpServer
+) -> None:
     sessionmaker = ops.app[keys.SESSIONMAKER]
     async with sessionmaker.begin() as session:
         message = await outbox_store.enqueue(
             session,
-            kind="email",
+            kind="invitation",
             idempotency_key=f"ops-{uuid.uuid4()}",
-            payload={},
-            failed_reason="SMTP refused: 550",
+            payload={
+                "room_slug": "abc-defg-hij",
+                "sender_email": "host@example.com",
+                "recipients": ["guest@example.com"],
+                "language": "en-us",
+            },
+            failed_reason="SMTP refused: 550",  # given up earlier
         )
     url = f"/ops/api/outbox/{message.id}/retry/"
     login(ops, ops.app[keys.SESSIONS], await factory.user())
@@ -131,18 +150,29 @@ async def test_retry_now_needs_staff_and_csrf(ops: Client, factory: Factory) -> 
     state = await (await ops.get("/ops/api/state/")).json()
     assert [m["id"] for m in state["pipeline"]["failed"]] == [str(message.id)]
     assert state["pipeline"]["failed"][0]["last_error"] == "SMTP refused: 550"
-    response = await ops.post(url, headers={CSRF_HEADER: token})
-    assert response.status == 200 and (await response.json())["status"] == "pending"
-    async with sessionmaker() as session:
-        [row] = await outbox_store.list_messages(session)
-    assert row.status == "pending" and row.last_error == "SMTP refused: 550"
+    assert smtp_server.messages == []
     bad = await ops.post("/ops/api/outbox/not-a-uuid/retry/", headers={CSRF_HEADER: token})
     assert bad.status == 400 and "detail" in await bad.json()
     unknown = await ops.post(f"/ops/api/outbox/{uuid.uuid4()}/retry/", headers={CSRF_HEADER: token})
     assert unknown.status == 404
+
+    response = await ops.post(url, headers={CSRF_HEADER: token})
+    assert response.status == 200 and (await response.json())["status"] == "pending"
+    # Delivered by the dispatcher, woken at once (it would otherwise look in 60 s).
+    [mail] = await smtp_server.wait_for(1, max_wait=5)
+    assert "guest@example.com" in mail.rcpt_tos
+    async with asyncio.timeout(5):
+        while True:
+            async with sessionmaker() as session:
+                [row] = await outbox_store.list_messages(session)
+            if row.status == "succeeded":
+                break
+            await asyncio.sleep(0.05)
+    again = await ops.post(url, headers={CSRF_HEADER: token})
+    assert again.status == 404  # delivered: nothing to retry
     ops.session.cookie_jar.clear()
-    automated = await ops.post(url, headers=bearer())  # no cookie: no CSRF to check
-    assert automated.status == 200
+    automated = await ops.post(url, headers=bearer())  # no cookie, no CSRF: reaches the check
+    assert automated.status == 404
 
 
 async def read_frame(content: Any) -> tuple[str, str]:
