@@ -172,21 +172,7 @@ def room_events(
             }
         )
     if before.participants is not after.participants:
-        for identity in after.participants.keys() - before.participants.keys():
-            participant = after.participants[identity]
-            events.append(
-                {
-                    "type": "participant_joined",
-                    "room": room,
-                    "at": at,
-                    "identity": identity,
-                    "name": participant.name,
-                }
-            )
-        for identity in before.participants.keys() - after.participants.keys():
-            events.append(
-                {"type": "participant_left", "room": room, "at": at, "identity": identity}
-            )
+        events.extend(_presence(room, at, command, before, after))
     if before.lobby is not after.lobby:
         waiting_before = {p for p, e in before.lobby.items() if e.status == "waiting"}
         waiting_after = {p for p, e in after.lobby.items() if e.status == "waiting"}
@@ -209,6 +195,36 @@ def room_events(
         summary = room_summary(after, now)
         for event in events:
             event["summary"] = summary
+    return events
+
+
+def _presence(
+    room: str, at: float, command: Command, before: RoomState, after: RoomState
+) -> list[Event]:
+    """Who joined and who left; a webhook about one participant compares only that one
+    (the hot path: no diff of the whole room per event)."""
+    if isinstance(command, ApplyWebhook) and command.event.participant is not None:
+        who = command.event.participant.identity
+        now_in, was_in = who in after.participants, who in before.participants
+        joined = [who] if now_in and not was_in else []
+        left = [who] if was_in and not now_in else []
+    else:
+        joined = list(after.participants.keys() - before.participants.keys())
+        left = list(before.participants.keys() - after.participants.keys())
+    events: list[Event] = [
+        {
+            "type": "participant_joined",
+            "room": room,
+            "at": at,
+            "identity": identity,
+            "name": after.participants[identity].name,
+        }
+        for identity in joined
+    ]
+    events.extend(
+        {"type": "participant_left", "room": room, "at": at, "identity": identity}
+        for identity in left
+    )
     return events
 
 

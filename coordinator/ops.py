@@ -82,6 +82,7 @@ class OpsMonitor:
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self._livekit: dict[str, _Method] = {}
         self._lag: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._participants = 0  # the sum over ``_rooms`` (kept, not recounted per event)
         self.webhooks = 0
         self.requests = 0
         self.statuses: dict[str, int] = {}
@@ -118,13 +119,15 @@ class OpsMonitor:
             if view is None:
                 view = self._rooms[room] = _Room(summary, now, self._clock())
             else:
+                self._participants -= view.summary["participants"]
                 view.summary, view.seen_at = summary, now
+            self._participants += summary["participants"]
             recording = summary.get("recording")
             if recording is None:
                 view.recording_since = None
             elif view.recording_since is None:
                 view.recording_since = self._clock()
-            bucket.participants = sum(r.summary["participants"] for r in self._rooms.values())
+            bucket.participants = self._participants
         if event["type"] == SUMMARY:
             return
         if view is not None:
@@ -154,7 +157,7 @@ class OpsMonitor:
         """Drop the rooms the engine no longer holds (deactivated when idle)."""
         keep = set(active)
         for room in [r for r in self._rooms if r not in keep]:
-            del self._rooms[room]
+            self._participants -= self._rooms.pop(room).summary["participants"]
 
     # -- views -------------------------------------------------------------------------
 
@@ -255,7 +258,7 @@ class OpsMonitor:
             "webhooks": self.webhooks,
             "requests": self.requests,
             "statuses": dict(self.statuses),
-            "participants": sum(r.summary["participants"] for r in self._rooms.values()),
+            "participants": self._participants,
             "rooms": len(self._rooms),
             "uptime_seconds": round(self._clock() - self.started_at),
         }
