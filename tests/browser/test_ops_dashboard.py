@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from api import keys
 from api.app import create_app
+from storage import outbox as outbox_store
 from storage import users as user_store
 from tests.livekit_standin import LiveKitStandin
 from tests.oidc_provider import OIDCProvider
@@ -44,6 +45,13 @@ async def test_staff_sees_webhooks_live(
     async with client.app[keys.SESSIONMAKER].begin() as session:
         await user_store.create_user(
             session, sub="oncall", email="oncall@example.com", full_name="On Call", is_staff=True
+        )
+        failed = await outbox_store.enqueue(
+            session,
+            kind="summary",
+            idempotency_key="browser-failed",
+            payload={},
+            failed_reason="summary service answered 503",
         )
     base = str(client.make_url("")).rstrip("/")
     context = await browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -86,6 +94,14 @@ async def test_staff_sees_webhooks_live(
     await page.wait_for_selector("#detail-body td.mono >> text=bob", timeout=2000)
     await post_webhook(client, livekit_standin, ROOM, "participant_joined", "cy")
     await page.wait_for_selector("#detail-body td.mono >> text=cy", timeout=1500)
+
+    retry = page.locator(f'#failed button[data-id="{failed.id}"]')
+    await expect(page.locator("#failed")).to_contain_text("summary service answered 503")
+    await retry.click()  # a POST with the page's X-CSRFToken
+    await expect(retry).to_have_text("queued")
+    async with client.app[keys.SESSIONMAKER]() as session:
+        [row] = await outbox_store.list_messages(session)
+    assert row.status == "pending" or row.attempts == 1  # back in the outbox (maybe tried)
 
     await page.wait_for_timeout(1100)  # one state tick: the charts have drawn
     screenshot = tmp_path / "ops.png"
