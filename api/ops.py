@@ -214,7 +214,7 @@ async def build_state(app: web.Application) -> dict[str, Any]:
     bus = app[EVENTS]
     return {
         "now": time.time(),
-        "version": _version(),
+        "version": app[keys.SETTINGS].version,
         "rooms": rooms[:ROOMS_SHOWN],
         "rooms_total": len(rooms),
         "totals": monitor.totals(),
@@ -232,15 +232,6 @@ async def build_state(app: web.Application) -> dict[str, Any]:
 
 async def _serialised_state(app: web.Application) -> str:
     return dumps(await build_state(app))
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("meet-coordinator")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 STATE_CACHE = web.AppKey("ops_state_cache", Cached[str])  # one serialisation per tick
