@@ -7,7 +7,7 @@ PORT ?= 8071
 PYTEST_WORKERS ?= 2
 export DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/meet.db
 
-.PHONY: run test lint typecheck pytest install chromium postgres nginx migrate bench clean
+.PHONY: run demo test lint typecheck pytest install chromium postgres nginx migrate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -66,6 +66,11 @@ run: install .secret_key migrate
 	LIVEKIT_API_SECRET=$${LIVEKIT_API_SECRET:-$$(cat .secret_key)} \
 	MEET_ENGINE=$${MEET_ENGINE:-local} \
 		$(VENV)/bin/meet-coordinator serve --host $(HOST) --port $(PORT)
+
+# A demonstration on loopback (not a deployment): the server with the LiveKit and OIDC stand-ins,
+# a staff login it prints and bounded traffic for /ops/; Ctrl-C stops everything.
+demo: install
+	$(PY) -m bench.demo --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff format --check .

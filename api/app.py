@@ -16,6 +16,7 @@ from api import (  # noqa: F401  (register routes)
     lobby,
     oidc,
     operators,
+    ops,
     participants,
     recording_actions,
     recordings,
@@ -28,6 +29,7 @@ from api import (  # noqa: F401  (register routes)
 from api.auth import VERIFIER, JWKSVerifier
 from api.config import CONFIG_BODY, frontend_config, openapi_document
 from api.frontend import frontend_routes
+from api.home import install_home
 from api.http import MAX_BODY_BYTES, dumps
 from api.middlewares import csrf_cookie_middleware, error_middleware, path_middleware
 from api.observability import answer_request_id, init_sentry, request_middleware, sampler_ctx
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.INTEGRATION_THROTTLES] = keys.IntegrationThrottles(settings)
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
+    ops.install(app)
     app.cleanup_ctx.append(rooms_ctx)
     app.cleanup_ctx.append(addons.addons_ctx)
     app.cleanup_ctx.append(sampler_ctx)
@@ -86,6 +89,8 @@ def create_app(settings: Settings) -> web.Application:
         app.add_routes(external.EXTERNAL.routes)
     if settings.frontend_dist_dir:
         app.add_routes(frontend_routes(settings.frontend_dist_dir))
+    else:
+        install_home(app)
     return app
 
 
@@ -115,6 +120,7 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     metrics = app[keys.METRICS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP], metrics=metrics)
+    adapter.observe = app[ops.MONITOR].on_livekit_call
     app[keys.LIVEKIT] = adapter
     integrations = Integrations(settings, app[keys.SESSIONMAKER], adapter)
     app[keys.INTEGRATIONS] = integrations
@@ -128,6 +134,7 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         idle_after=settings.room_idle_seconds,
         timeout=settings.livekit.timeout_seconds,
         metrics=metrics,
+        events=app[ops.EVENTS],
     )
     directory.start()
     app[keys.DIRECTORY] = directory

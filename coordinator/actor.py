@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections import deque
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from coordinator.deadlines import CALL_DEADLINE
 from coordinator.errors import CoordinatorError, Unavailable
+from coordinator.events import EventBus, room_events
 from coordinator.media import Egress, Participant, RoomInfo
 from coordinator.room import (
     ApplyWebhook,
@@ -139,9 +141,11 @@ class RoomActor:
         timeout: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.state = RoomState(name=name, last_activity=clock())
         self._metrics = metrics
+        self.events = events
         # The request id each queued command came with, set again when it applies.
         self._origins: dict[asyncio.Future[Any], str] = {}
         self._media = media
@@ -349,7 +353,10 @@ class RoomActor:
         ):
             # Queued past its deadline: it answers 503 without running (nothing committed).
             raise Unavailable(BUSY_MESSAGE)
+        prior = self.state
         self.state = decision.state  # committed before the first await
+        if self.events is not None:
+            self._publish(command, prior, decision.reply)
         pending: list[Any] = []
         for effect in decision.effects:
             if _best_effort(effect):
@@ -532,6 +539,15 @@ class RoomActor:
                 await self._recordings.complete(effect.recording_id, effect.egress)
         return None
 
+    def _publish(self, command: Command, before: RoomState, reply: Any) -> None:
+        """What the command changed, to the event bus (never in the command's way)."""
+        assert self.events is not None
+        try:
+            for event in room_events(self.name, command, before, self.state, reply, self._clock()):
+                self.events.publish(event)
+        except Exception:
+            log.exception("room %s: event not published", self.name)
+
 
 Origin = tuple[str | None, str | None]  # request id, command name
 
@@ -615,9 +631,11 @@ class LocalDirectory:
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 5.0,
         metrics: Metrics | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.timeout = timeout  # a command's deadline: the LiveKit timeout
         self._metrics = metrics
+        self.events = events  # the actors' event stream (coordinator.events)
         self._media = media
         self._recordings = recordings
         self._clock = clock
@@ -640,6 +658,7 @@ class LocalDirectory:
                 clock=self._clock,
                 timeout=self.timeout,
                 metrics=self._metrics,
+                events=self.events,
             )
             self._actors[room] = actor
         return actor
@@ -709,3 +728,23 @@ class LocalDirectory:
         for actor in list(self._actors.values()):
             await actor.stop()
         self._actors.clear()
+
+    def health(self) -> dict[str, Any]:
+        """This process as the engine's one host: its rooms, queued commands and the age of
+        the oldest one (the shape the Ray directory's ``health()`` answers too)."""
+        loop_time = asyncio.get_running_loop().time()
+        queued = 0
+        oldest = 0.0
+        for actor in self._actors.values():
+            for _, _, deadline in actor._mailbox or ():
+                queued += 1
+                if deadline is not None:
+                    oldest = max(oldest, loop_time - (deadline - actor.timeout))
+        host = {
+            "name": socket.gethostname(),
+            "alive": True,
+            "rooms": len(self._actors),
+            "queued": queued,
+            "oldest_queued_seconds": round(oldest, 3),
+        }
+        return {"engine": "local", "hosts": [host]}

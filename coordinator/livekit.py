@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -159,6 +160,8 @@ class LiveKitAdapter:
             settings.api_url, settings.api_key, settings.api_secret.get(), session=session
         )
         self.timeout = settings.timeout_seconds
+        # Told of every call: method, seconds taken, error class name or None (operators' view).
+        self.observe: Callable[[str, float, str | None], None] | None = None
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call`` under the deadline, timed and counted (``meet_livekit_call_*``), logged
@@ -185,6 +188,13 @@ class LiveKitAdapter:
             if self._metrics is not None:
                 counted = None if kind == "cancelled" else kind
                 self._metrics.observe_livekit(what, elapsed, counted)
+            if self.observe is not None:
+                failure = sys.exc_info()[1]  # the exception on its way out, if any
+                self.observe(
+                    what,
+                    elapsed,
+                    type(failure).__name__ if isinstance(failure, Exception) else None,
+                )
             call_log.info(
                 "livekit call",
                 extra={
