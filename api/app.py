@@ -11,6 +11,7 @@ from api import (  # noqa: F401  (register routes)
     accesses,
     config,
     diagnostics,
+    files,
     keys,
     lobby,
     oidc,
@@ -34,9 +35,11 @@ from api.proxy import forwarded_middleware
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
+from coordinator.files import FileService
 from coordinator.identity import LobbyIds
 from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
+from coordinator.object_storage import ObjectStorage
 from coordinator.outbox import OutboxDispatcher, egress_times_from
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.INTEGRATION_THROTTLES] = keys.IntegrationThrottles(settings)
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(rooms_ctx)
     app.add_routes(REGISTRY.routes)
     if settings.frontend_dist_dir:
@@ -94,6 +98,17 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.LOGIN_SESSIONS] = LoginSessions(sessionmaker, room_service.cache)
     yield
     await engine.dispose()
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The object-storage client (one per application) and the files service."""
+    settings = app[keys.SETTINGS]
+    storage = ObjectStorage(settings.s3, presign_endpoint=settings.files.s3_domain_replace)
+    await storage.start()
+    app[keys.STORAGE] = storage
+    app[keys.FILES] = FileService(settings.files, app[keys.SESSIONMAKER], storage)
+    yield
+    await storage.close()
 
 
 async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:

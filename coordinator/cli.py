@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from coordinator.merge_command import register as register_merge
 
     register_merge(commands)
+    from coordinator.file_commands import register as register_files
+
+    register_files(commands)
     return parser
 
 
