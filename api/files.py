@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import RootModel, StrictStr
+from pydantic import Field, RootModel, StrictStr
 
 from api import keys
 from api.auth import require_user
@@ -38,7 +38,7 @@ Description = Annotated[StrictStr, Storable]
 
 
 class FileCreate(Request):
-    id: uuid.UUID | None = None
+    id: Annotated[uuid.UUID, Field(strict=False)] | None = None
     type: FileType
     filename: Name255
     title: Text255 | None = None

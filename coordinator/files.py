@@ -23,8 +23,8 @@ from os.path import splitext
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from coordinator.errors import CoordinatorError, InvalidRequest, PermissionDenied
-from coordinator.object_storage import ObjectMissing, ObjectStorage
+from coordinator.errors import CoordinatorError, InvalidRequest, PermissionDenied, Unavailable
+from coordinator.object_storage import NOT_CONFIGURED, ObjectMissing, ObjectStorage
 from coordinator.settings import FileRestriction, FileSettings
 from storage import files as queries
 from storage.engine import SessionMaker
@@ -185,6 +185,8 @@ class FileService:
         description: str | None,
         file_id: uuid.UUID | None,
     ) -> CreatedFile:
+        if not self.storage.configured:
+            raise Unavailable(NOT_CONFIGURED)
         root, extension = splitext(filename)
         limits = self._limits(file_type)
         if limits is not None and extension.lower() not in limits.allowed_extensions:
