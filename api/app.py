@@ -132,7 +132,11 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.DIRECTORY] = directory
     app[keys.ROOMS].on_settings_changed = directory.call
     dispatcher = OutboxDispatcher(
-        settings, app[keys.SESSIONMAKER], app[keys.HTTP], egress_times=egress_times_from(adapter)
+        settings,
+        app[keys.SESSIONMAKER],
+        app[keys.HTTP],
+        egress_times=egress_times_from(adapter),
+        storage=app[keys.STORAGE],
     )
     lifecycle.wake_outbox = dispatcher.wake
     app[keys.OUTBOX] = dispatcher

@@ -10,11 +10,12 @@ What the service needs of the bucket, and nothing else:
 * :meth:`ObjectStorage.media_auth_headers`: the SigV4 headers a reverse proxy adds to its
   ``GET`` of one object after ``…/media-auth/`` said yes (botocore's ``S3SigV4Auth``, as Meet).
 
-Every call has the connect/read timeout ``AWS``-side of ``S3Settings.timeout_seconds`` and an
-overall deadline, and no retry: a storage that hangs or refuses gives :class:`Unavailable`
-(503), one that answers with an error :class:`UpstreamError` (502), a missing object
-:class:`ObjectMissing`. Nothing is created at import; :meth:`start` / :meth:`close` are called
-by the application's cleanup context (or a command).
+Every call has botocore's connect and read timeouts set to ``S3Settings.timeout_seconds``
+(``MEET_S3_TIMEOUT_SECONDS``), an overall deadline of twice that plus one second, and no
+retry: a storage that hangs or refuses gives :class:`Unavailable` (503), one that answers
+with an error :class:`UpstreamError` (502), a missing object :class:`ObjectMissing`. Nothing
+is created at import; :meth:`start` / :meth:`close` are called by the application's cleanup
+context (or a command).
 """
 
 from __future__ import annotations

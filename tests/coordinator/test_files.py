@@ -5,6 +5,7 @@ as ``meet-coordinator`` runs them, against moto's S3 server."""
 from __future__ import annotations
 
 import io
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -150,3 +151,31 @@ def test_commands_help_and_bad_hours(capsys: pytest.CaptureFixture[str]) -> None
         main(["clean-pending-files", "--hours=-1"])
     assert exit_info.value.code == 2
     assert "Hours must be greater than 0" in capsys.readouterr().err
+
+
+def test_migration_0004_matches_the_model(sqlite_template: Any) -> None:
+    """The migrated ``meet_file`` table is the model's (columns, types, nullability, index)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine, inspect
+
+    from storage.models import Base
+
+    engine = create_engine(f"sqlite:///{sqlite_template}")
+    try:
+        with engine.connect() as connection, warnings.catch_warnings():
+            # Expression indexes (lower(email)) are not reflected on SQLite.
+            warnings.simplefilter("ignore")
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, Base.metadata)
+            indexes = {index["name"] for index in inspect(connection).get_indexes("meet_file")}
+    finally:
+        engine.dispose()
+    # An index with a DESC column cannot be compared on SQLite: its name is checked instead.
+    about_files = [
+        entry
+        for entry in diff
+        if "meet_file" in repr(entry) and "ix_file_creator_type_created" not in repr(entry)
+    ]
+    assert about_files == []
+    assert "ix_file_creator_type_created" in indexes
