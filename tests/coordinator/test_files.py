@@ -73,6 +73,7 @@ async def run(command: str, env: dict[str, str], **options: Any) -> str:
     return out.getvalue()
 
 
+@SQLITE
 async def test_clean_pending_files(
     factory: Factory, database_url: str, s3_settings: S3Settings
 ) -> None:
