@@ -180,3 +180,54 @@ def test_migration_0004_matches_the_model(sqlite_template: Any) -> None:
     ]
     assert about_files == []
     assert "ix_file_creator_type_created" in indexes
+
+
+def test_file_settings_from_env() -> None:
+    """Meet's variable names; a bad value stops the process at start, naming the variable."""
+    from coordinator.errors import ConfigurationError
+    from coordinator.settings import FileRestriction, Settings
+
+    base = {"SECRET_KEY": "s" * 40, "LIVEKIT_API_SECRET": "l" * 40}
+    default = Settings.from_env(base)
+    assert default.files.restrictions == {"background_image": FileRestriction()}
+    assert (default.files.upload_path, default.files.upload_tmp_path) == ("files", "tmp/files")
+    assert default.s3.timeout_seconds == 10.0
+    custom = Settings.from_env(
+        {
+            **base,
+            "FILE_UPLOAD_RESTRICTIONS": '{"background_image": {"max_size": 10, '
+            '"max_count_by_user": 2, "allowed_extensions": [".PNG"]}}',
+            "FILE_UPLOAD_APPLY_RESTRICTIONS": "false",
+            "FILE_PURGE_GRACE_DAYS": "0",
+            "AWS_S3_UPLOAD_POLICY_EXPIRATION": "30",
+            "MEDIA_BASE_URL": "https://media.example.com/",
+            "MEET_S3_TIMEOUT_SECONDS": "2.5",
+        }
+    )
+    limits = custom.files.restrictions["background_image"]
+    assert (limits.max_size, limits.max_count_by_user) == (10, 2)
+    assert limits.allowed_extensions == (".png",)
+    assert limits.allowed_mimetypes == ("image/jpeg", "image/png")
+    assert not custom.files.apply_restrictions
+    assert custom.files.purge_grace_days == 0
+    assert custom.files.upload_policy_expiration == 30
+    assert custom.files.media_base_url == "https://media.example.com"
+    assert custom.s3.timeout_seconds == 2.5
+    from api.config import frontend_config
+
+    assert frontend_config(custom)["background_image"] == {
+        "upload_is_enabled": False,
+        "max_count_by_user": 2,
+        "max_size": 10,
+        "allowed_extensions": [".png"],
+        "allowed_mimetypes": ["image/jpeg", "image/png"],
+    }
+    for name, value in (
+        ("FILE_UPLOAD_TMP_PATH", "files"),
+        ("FILE_UPLOAD_RESTRICTIONS", "[1]"),
+        ("FILE_UPLOAD_RESTRICTIONS", '{"avatar": {}}'),
+        ("FILE_UPLOAD_RESTRICTIONS", '{"background_image": {"max_size": "big"}}'),
+        ("FILE_UPLOAD_RESTRICTIONS", '{"background_image": {"max_size": -1}}'),
+    ):
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_env({**base, name: value})
