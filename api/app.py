@@ -12,6 +12,7 @@ from api import (  # noqa: F401  (register routes)
     addons,
     config,
     diagnostics,
+    files,
     keys,
     lobby,
     oidc,
@@ -38,9 +39,11 @@ from api.proxy import forwarded_middleware
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
+from coordinator.files import FileService
 from coordinator.identity import LobbyIds
 from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
+from coordinator.object_storage import ObjectStorage
 from coordinator.outbox import OutboxDispatcher, egress_times_from
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
@@ -78,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(database_ctx)
     ops.install(app)
+    app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(rooms_ctx)
     app.cleanup_ctx.append(addons.addons_ctx)
     app.cleanup_ctx.append(sampler_ctx)
@@ -115,6 +119,17 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The object-storage client (one per application) and the files service."""
+    settings = app[keys.SETTINGS]
+    storage = ObjectStorage(settings.s3, presign_endpoint=settings.files.s3_domain_replace)
+    await storage.start()
+    app[keys.STORAGE] = storage
+    app[keys.FILES] = FileService(settings.files, app[keys.SESSIONMAKER], storage)
+    yield
+    await storage.close()
+
+
 async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     """The LiveKit adapter and the local room-actor engine."""
     settings = app[keys.SETTINGS]
@@ -145,6 +160,7 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.HTTP],
         egress_times=egress_times_from(adapter),
         metrics=metrics,
+        storage=app[keys.STORAGE],
     )
     lifecycle.wake_outbox = dispatcher.wake
     app[keys.OUTBOX] = dispatcher

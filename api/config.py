@@ -53,6 +53,19 @@ FRONTEND_DEFAULTS: dict[str, Any] = {
 }
 
 
+def background_image_config(settings: Settings) -> dict[str, Any]:
+    limits = settings.files.restrictions.get("background_image")
+    config: dict[str, Any] = {"upload_is_enabled": settings.file_upload_enabled}
+    if limits is not None:
+        config.update(
+            max_count_by_user=limits.max_count_by_user,
+            max_size=limits.max_size,
+            allowed_extensions=list(limits.allowed_extensions),
+            allowed_mimetypes=list(limits.allowed_mimetypes),
+        )
+    return config
+
+
 def frontend_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "LANGUAGE_CODE": settings.language_code,
@@ -62,13 +75,7 @@ def frontend_config(settings: Settings) -> dict[str, Any]:
             "expiration_days": settings.recording_expiration_days,
             "max_duration": settings.recording_max_duration,
         },
-        "background_image": {
-            "upload_is_enabled": settings.file_upload_enabled,
-            "max_count_by_user": 10,
-            "max_size": 2097152,
-            "allowed_extensions": [".jpeg", ".jpg", ".png"],
-            "allowed_mimetypes": ["image/jpeg", "image/png"],
-        },
+        "background_image": background_image_config(settings),
         "telephony": telephony_config(settings),
         "resource": {"default_access_level": settings.resource_default_access_level},
         "subtitle": {"enabled": settings.room_subtitle_enabled},

@@ -9,9 +9,11 @@ from api.session import SessionCodec
 from coordinator.accesses import AccessService
 from coordinator.actor import LocalDirectory
 from coordinator.errors import Throttled
+from coordinator.files import FileService
 from coordinator.identity import LobbyIds
 from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
+from coordinator.object_storage import ObjectStorage
 from coordinator.outbox import OutboxDispatcher
 from coordinator.reconcile import Reconciler
 from coordinator.recordings import RecordingLifecycle
@@ -71,6 +73,8 @@ LOGIN_SESSIONS = web.AppKey("login_sessions", LoginSessions)
 INTEGRATION_THROTTLES = web.AppKey("integration_throttles", IntegrationThrottles)
 INTEGRATIONS = web.AppKey("integrations", Integrations)
 METRICS = web.AppKey("metrics", Metrics)
+STORAGE = web.AppKey("storage", ObjectStorage)
+FILES = web.AppKey("files", FileService)
 
 USER = web.RequestKey("user", UserRecord)
 REQUEST_ID = web.RequestKey("request_id", str)

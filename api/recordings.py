@@ -22,7 +22,7 @@ from api.auth import require_user
 from api.http import json_response, page_params, paginated, parse_body
 from api.openapi import error_responses, operation
 from api.schemas import AccessLevel, MessageOut, Request, Response, SizedPageQuery
-from coordinator.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
+from coordinator.errors import InvalidRequest, NotFound, PermissionDenied
 from coordinator.recording_abilities import (
     SUPPORTED_EXTENSIONS,
     expired_at,
@@ -32,8 +32,7 @@ from coordinator.recording_abilities import (
     recording_extension,
     recording_key,
 )
-from coordinator.s3 import S3Config, sign_get_headers
-from coordinator.settings import S3Settings, Settings
+from coordinator.settings import Settings
 from storage import recording_queries as queries
 from storage.recording_queries import RecordingEntry
 
@@ -148,23 +147,6 @@ def recording_json(entry: RecordingEntry, settings: Settings, now: datetime) -> 
     }
 
 
-def s3_config(settings: S3Settings) -> S3Config | None:
-    """The signing configuration, or None when the bucket is not configured."""
-    if not settings.configured:
-        return None
-    try:
-        return S3Config(
-            endpoint_url=settings.endpoint_url,
-            bucket=settings.bucket,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key,
-            region=settings.region,
-            addressing_style="virtual" if settings.addressing_style == "virtual" else "path",
-        )
-    except ValueError:
-        return None
-
-
 def _recording_id(request: web.Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info["recording_id"])
@@ -207,12 +189,10 @@ async def media_auth(request: web.Request) -> web.Response:
     if not is_saved(recording.status):
         raise PermissionDenied()
     settings = request.app[keys.SETTINGS]
-    config = s3_config(settings.s3)
-    if config is None:
-        raise Unavailable("Object storage is not configured.")
     key = recording_key(settings.recording_output_folder, recording.id, recording.mode)
+    headers = request.app[keys.STORAGE].media_auth_headers(key)
     response = json_response("authorized")
-    response.headers.update(sign_get_headers(config, key, datetime.now(UTC)))
+    response.headers.update(headers)
     return response
 
 

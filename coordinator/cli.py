@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     from coordinator.application_command import register as register_create_application
 
     register_create_application(commands)
+    from coordinator.file_commands import register as register_files
+
+    register_files(commands)
     return parser
 
 

@@ -24,7 +24,7 @@ Merge user accounts whose e-mails are equal ignoring case (null and blank e-mail
 
 In each group, the account KEPT is the one that logged in most recently (accounts that never
 logged in come last), then the most recently created one (then the smallest id); its e-mail is
-stored lower-cased. Every room access and recording access of the other accounts moves to it;
+stored lower-cased. Every room access, recording access and file of the other accounts moves to it;
 when it already has an access to the same room or recording, the higher role wins
 (owner > administrator > member) and no duplicate is left. The other accounts are then deleted.
 
@@ -90,6 +90,7 @@ def format_summary(summary: MergeSummary) -> str:
         ("  recording accesses", summary.recording_accesses_moved),
         ("roles upgraded", summary.roles_upgraded),
         ("duplicate accesses removed", summary.duplicate_accesses_removed),
+        ("files moved", summary.files_moved),
         ("failed groups", len(summary.failures)),
     ]
     label_width = max(len(label) for label, _ in rows)

@@ -1,6 +1,6 @@
 """Notification payloads for a saved recording and for room invitations (contract §4.7).
 
-Pure builders: no I/O, no clock (``now`` is an argument where a URL is signed), no settings
+Pure builders: no I/O, no clock (URLs are signed by the caller), no settings
 lookup. Inputs are small frozen dataclasses; the caller gathers them from storage (first
 owner access for the summary service, every owner access oldest first for e-mails) and
 LiveKit (file ``started_at``/``ended_at``, ``None`` when unknown).
@@ -20,7 +20,7 @@ back to UTC.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
@@ -29,7 +29,6 @@ from typing import Any, Final, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from coordinator.s3 import S3Config, presigned_get_url
 from coordinator.settings import Secret
 
 __all__ = [
@@ -51,6 +50,7 @@ __all__ = [
     "summary_request_headers",
     "summary_v1_payload",
     "summary_v2_job_id",
+    "summary_v2_keys",
     "summary_v2_payload",
 ]
 
@@ -250,22 +250,32 @@ def meeting_title(
     )
 
 
+SignedUrl = Callable[[str, int], str]
+"""``signed_url(key, expiry_seconds)``: a presigned GET URL of ``key``."""
+
+
+def summary_v2_keys(recording: RecordingInfo, collector: MetadataCollectorConfig) -> list[str]:
+    """The object keys :func:`summary_v2_payload` asks ``signed_url`` for."""
+    meta_key = metadata_filename(recording, collector)
+    return [recording.key, *([meta_key] if meta_key else [])]
+
+
 def summary_v2_payload(
     recording: RecordingInfo,
     owner: OwnerInfo,
     *,
     links: LinkConfig,
     collector: MetadataCollectorConfig,
-    s3: S3Config,
-    now: datetime,
+    signed_url: SignedUrl,
     expiry_seconds: int = DEFAULT_SIGNED_URL_EXPIRY_SECONDS,
     request_language: str = "en-us",
     auto_create_summary: bool = False,
 ) -> dict[str, Any]:
     """The v2 body (``POST …/api/v2/async-jobs/transcribe/``).
 
-    ``cloud_storage_url`` is a presigned GET of the key valid ``expiry_seconds`` from ``now``
-    (use the internal S3 endpoint in ``s3``). ``language`` is the recording option, else the
+    ``cloud_storage_url`` is ``signed_url(key, expiry_seconds)``: a presigned GET of the key
+    (the caller signs the keys of :func:`summary_v2_keys` beforehand, with the internal S3
+    endpoint). ``language`` is the recording option, else the
     2-letter prefix of ``request_language``. The title uses the owner's language (else the
     option, else ``request_language``) and time zone. ``form_link`` and ``metadata`` only
     appear when metadata was collected (``metadata`` also needs both timestamps).
@@ -276,7 +286,7 @@ def summary_v2_payload(
     metadata: dict[str, Any] | None = None
     if meta_key and recording.started_at is not None and recording.ended_at is not None:
         metadata = {
-            "cloud_storage_url": presigned_get_url(s3, meta_key, expiry_seconds, now),
+            "cloud_storage_url": signed_url(meta_key, expiry_seconds),
             "started_at": recording.started_at.isoformat(),
             "ended_at": recording.ended_at.isoformat(),
         }
@@ -285,7 +295,7 @@ def summary_v2_payload(
     return {
         "user_sub": owner.sub,
         "user_email": owner.email,
-        "cloud_storage_url": presigned_get_url(s3, recording.key, expiry_seconds, now),
+        "cloud_storage_url": signed_url(recording.key, expiry_seconds),
         "language": language,
         "context_language": owner.language,
         "push_to_docs_config": {

@@ -36,10 +36,11 @@ from coordinator.notifications import (
     summary_request_headers,
     summary_v1_payload,
     summary_v2_job_id,
+    summary_v2_keys,
     summary_v2_payload,
 )
+from coordinator.object_storage import ObjectStorage
 from coordinator.recordings import recording_key
-from coordinator.s3 import S3Config
 from coordinator.settings import Settings
 from coordinator.telemetry import Metrics
 from storage import outbox as outbox_store
@@ -80,9 +81,14 @@ class OutboxDispatcher:
         egress_times: Timestamps | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        storage: ObjectStorage | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        # The application's object-storage client; without one, a client of our own is
+        # started at the first signed URL and closed by stop().
+        self._storage = storage
+        self._owns_storage = storage is None
         self._config = settings.outbox
         self._sessionmaker = sessionmaker
         self._http = http
@@ -105,8 +111,22 @@ class OutboxDispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    async def _object_storage(self) -> ObjectStorage:
+        if self._storage is None:
+            self._storage = ObjectStorage(self._settings.s3)
+            await self._storage.start()
+        return self._storage
+
     async def stop(self, *, grace: float = 10.0) -> None:
         """Let the pass in progress finish (its outcomes recorded), then stop."""
+        try:
+            await self._stop_task(grace)
+        finally:
+            if self._owns_storage and self._storage is not None:
+                storage, self._storage = self._storage, None
+                await storage.close()
+
+    async def _stop_task(self, grace: float) -> None:
         if self._task is None:
             return
         self._stopping = True
@@ -311,22 +331,23 @@ class OutboxDispatcher:
             signed_url_expiry_seconds=summary.signed_url_expiry_seconds,
         )
         if config.version == 2:
-            s3 = self._settings.s3
+            collector = self._collector()
+            storage = await self._object_storage()
+            expiry = summary.signed_url_expiry_seconds
+            try:
+                urls = {
+                    key: await storage.presigned_get_url(key, expiry)
+                    for key in summary_v2_keys(recording, collector)
+                }
+            except CoordinatorError as exc:
+                raise DeliveryFailed(f"cannot sign the recording URL: {exc.message}") from exc
             payload = summary_v2_payload(
                 recording,
                 owner,
                 links=self._links(),
-                collector=self._collector(),
-                s3=S3Config(
-                    endpoint_url=s3.endpoint_url,
-                    bucket=s3.bucket,
-                    access_key=s3.access_key,
-                    secret_key=s3.secret_key,
-                    region=s3.region,
-                    addressing_style="virtual" if s3.addressing_style == "virtual" else "path",
-                ),
-                now=datetime.now(UTC),
-                expiry_seconds=summary.signed_url_expiry_seconds,
+                collector=collector,
+                signed_url=lambda key, _seconds: urls[key],
+                expiry_seconds=expiry,
                 request_language=self._settings.language_code,
             )
         else:

@@ -246,10 +246,89 @@ class S3Settings:
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     region: str = "us-east-1"
     addressing_style: str = "path"
+    # Connect and read timeout of every object-storage call (MEET_S3_TIMEOUT_SECONDS).
+    timeout_seconds: float = 10.0
 
     @property
     def configured(self) -> bool:
         return bool(self.endpoint_url and self.bucket)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRestriction:
+    """Meet's ``FILE_UPLOAD_RESTRICTIONS[<type>]``: limits of one file type."""
+
+    max_size: int = 2 * 1024 * 1024
+    max_count_by_user: int = 10
+    allowed_extensions: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+    allowed_mimetypes: tuple[str, ...] = ("image/jpeg", "image/png")
+
+
+def _default_restrictions() -> dict[str, FileRestriction]:
+    return {"background_image": FileRestriction()}
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """User uploads (background images): Meet's ``FILE_*`` settings and the media URL."""
+
+    upload_path: str = "files"
+    upload_tmp_path: str = "tmp/files"
+    apply_restrictions: bool = True
+    restrictions: dict[str, FileRestriction] = field(default_factory=_default_restrictions)
+    purge_grace_days: int = 7
+    upload_policy_expiration: int = 60
+    media_base_url: str = ""
+    # The presigned PUT is signed for this endpoint when set (the browser's view of the bucket).
+    s3_domain_replace: str = ""
+
+
+def _file_restrictions(env: _Env) -> dict[str, FileRestriction]:
+    """``FILE_UPLOAD_RESTRICTIONS``: a JSON object ``{type: {max_size, …}}`` (Meet's shape)."""
+    name = "FILE_UPLOAD_RESTRICTIONS"
+    raw = env.json_object(name)
+    if not raw:
+        return _default_restrictions()
+    found: dict[str, FileRestriction] = {}
+    for file_type, limits in raw.items():
+        if file_type != "background_image" or not isinstance(limits, dict):
+            raise ConfigurationError(
+                f"{name}: {file_type!r} must be background_image with an object of limits."
+            )
+        base = FileRestriction()
+        try:
+            max_size = int(limits.get("max_size", base.max_size))
+            max_count = int(limits.get("max_count_by_user", base.max_count_by_user))
+            extensions = tuple(str(e).lower() for e in limits.get("allowed_extensions", ()))
+            mimetypes = tuple(str(m) for m in limits.get("allowed_mimetypes", ()))
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name}: bad limits for {file_type!r}.") from None
+        if max_size < 0 or max_count < 0:
+            raise ConfigurationError(f"{name}: limits of {file_type!r} must be >= 0.")
+        found[file_type] = FileRestriction(
+            max_size=max_size,
+            max_count_by_user=max_count,
+            allowed_extensions=extensions or base.allowed_extensions,
+            allowed_mimetypes=mimetypes or base.allowed_mimetypes,
+        )
+    return found
+
+
+def _file_settings(env: _Env) -> FileSettings:
+    files = FileSettings(
+        upload_path=env.text("FILE_UPLOAD_PATH", "files").strip("/") or "files",
+        upload_tmp_path=env.text("FILE_UPLOAD_TMP_PATH", "tmp/files").strip("/") or "tmp/files",
+        apply_restrictions=env.flag("FILE_UPLOAD_APPLY_RESTRICTIONS", True),
+        restrictions=_file_restrictions(env),
+        purge_grace_days=env.integer("FILE_PURGE_GRACE_DAYS", 7, minimum=0) or 0,
+        upload_policy_expiration=env.integer("AWS_S3_UPLOAD_POLICY_EXPIRATION", 60, minimum=1)
+        or 60,
+        media_base_url=env.text("MEDIA_BASE_URL").rstrip("/"),
+        s3_domain_replace=env.text("AWS_S3_DOMAIN_REPLACE"),
+    )
+    if files.upload_path == files.upload_tmp_path:
+        raise ConfigurationError("FILE_UPLOAD_TMP_PATH cannot be the same as FILE_UPLOAD_PATH.")
+    return files
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +497,7 @@ class Settings:
     room_subtitle_enabled: bool = False
     connection_test_enabled: bool = False
     file_upload_enabled: bool = False
+    files: FileSettings = field(default_factory=FileSettings)
     room_telephony_enabled: bool = False
     roomkit_enabled: bool = False
     room_telephony_pin_length: int = 10
@@ -572,6 +652,7 @@ class Settings:
             room_subtitle_enabled=env.flag("ROOM_SUBTITLE_ENABLED", False),
             connection_test_enabled=env.flag("CONNECTION_TEST_ENABLED", False),
             file_upload_enabled=env.flag("FILE_UPLOAD_ENABLED", False),
+            files=_file_settings(env),
             room_telephony_enabled=env.flag("ROOM_TELEPHONY_ENABLED", False),
             roomkit_enabled=env.flag("ROOMKIT_ENABLED", False),
             room_telephony_pin_length=pin_length or 10,
@@ -614,6 +695,7 @@ class Settings:
                 secret_key=env.secret("AWS_S3_SECRET_ACCESS_KEY"),
                 region=env.text("AWS_S3_REGION_NAME", "us-east-1") or "us-east-1",
                 addressing_style=env.choice("AWS_S3_ADDRESSING_STYLE", "path", ("path", "virtual")),
+                timeout_seconds=env.number("MEET_S3_TIMEOUT_SECONDS", 10.0),
             ),
             summary=SummarySettings(
                 version=env.integer("SUMMARY_SERVICE_VERSION", 1, minimum=1) or 1,

@@ -13,6 +13,8 @@ Contract (``meet-coordinator merge-duplicate-users``, reference §1.5 "Duplicate
   (``meet_recording_access`` with a ``user_id``; team rows are untouched) of the other accounts
   moves to the kept one. When several accounts of the group hold an access to the same room or
   recording, one row remains, with the highest role (owner > administrator > member).
+* **Files**: the files the other accounts created (``meet_file.creator_id``, which restricts
+  the deletion of a user) are re-pointed to the kept account.
 * **Deletion**: the emptied accounts are deleted, then the kept e-mail is lower-cased (in that
   order, so the partial unique index on ``lower(email) WHERE sub IS NULL`` cannot fire).
 * **Transactions**: one per group. A failing group is rolled back (left untouched), reported in
@@ -56,6 +58,7 @@ from storage.records import ROLE_RANK
 USERS: Table = Base.metadata.tables["meet_user"]
 ROOM_ACCESSES: Table = Base.metadata.tables["meet_resource_access"]
 RECORDING_ACCESSES: Table = Base.metadata.tables["meet_recording_access"]
+FILES: Table = Base.metadata.tables["meet_file"]
 
 #: Foreign keys to ``meet_user.id`` this module moves; any other one would be lost by the
 #: ``ON DELETE CASCADE`` of the account deletion, so :func:`merge_duplicate_users` refuses to run.
@@ -65,6 +68,7 @@ HANDLED_USER_REFERENCES = frozenset(
         ("meet_resource_access", "user_id"),
         ("meet_recording_access", "user_id"),
         ("meet_session", "user_id"),
+        ("meet_file", "creator_id"),
     }
 )
 
@@ -97,6 +101,7 @@ class GroupResult:
     roles_upgraded: int
     duplicate_accesses_removed: int
     email_lowercased: bool
+    files_moved: int = 0
 
     @property
     def accesses_moved(self) -> int:
@@ -123,6 +128,7 @@ class MergeSummary:
     roles_upgraded: int
     duplicate_accesses_removed: int
     failures: tuple[GroupFailure, ...]
+    files_moved: int = 0
 
     @property
     def accesses_moved(self) -> int:
@@ -139,6 +145,7 @@ class _Totals:
         self.recording_accesses_moved = 0
         self.roles_upgraded = 0
         self.duplicate_accesses_removed = 0
+        self.files_moved = 0
         self.failures: list[GroupFailure] = []
 
     def add(self, result: GroupResult) -> None:
@@ -148,6 +155,7 @@ class _Totals:
         self.recording_accesses_moved += result.recording_accesses_moved
         self.roles_upgraded += result.roles_upgraded
         self.duplicate_accesses_removed += result.duplicate_accesses_removed
+        self.files_moved += result.files_moved
 
     def summary(self, *, dry_run: bool) -> MergeSummary:
         return MergeSummary(
@@ -159,6 +167,7 @@ class _Totals:
             roles_upgraded=self.roles_upgraded,
             duplicate_accesses_removed=self.duplicate_accesses_removed,
             failures=tuple(self.failures),
+            files_moved=self.files_moved,
         )
 
 
@@ -307,6 +316,9 @@ _LOCK_GROUP = (
     )
     .with_for_update()
 )
+_MOVE_FILES = (
+    update(FILES).where(FILES.c.creator_id.in_(_OTHERS)).values(creator_id=_KEPT, updated_at=_NOW)
+)
 _DELETE_OTHERS = delete(USERS).where(USERS.c.id.in_(_OTHERS))
 _LOWERCASE_KEPT = (
     update(USERS)
@@ -346,6 +358,7 @@ async def merge_group(session: AsyncSession, email: str) -> GroupResult | None:
     rec_moved, rec_upgraded, rec_dropped = await _merge_accesses(
         connection, _RECORDING_STATEMENTS, params
     )
+    files_moved = (await connection.execute(_MOVE_FILES, params)).rowcount
     deleted = (await connection.execute(_DELETE_OTHERS, params)).rowcount
     lowercased = (await connection.execute(_LOWERCASE_KEPT, params)).rowcount
     return GroupResult(
@@ -357,6 +370,7 @@ async def merge_group(session: AsyncSession, email: str) -> GroupResult | None:
         roles_upgraded=room_upgraded + rec_upgraded,
         duplicate_accesses_removed=room_dropped + rec_dropped,
         email_lowercased=lowercased > 0,
+        files_moved=files_moved,
     )
 
 

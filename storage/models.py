@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -314,3 +315,37 @@ class AddonSession(Base):
     token_expires_in: Mapped[int | None] = mapped_column()
     scope: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+FILE_TYPES = ("background_image",)
+FILE_UPLOAD_STATES = ("pending", "analyzing", "ready")
+
+
+class File(TimestampedMixin, Base):
+    """A user upload (today only background images), Meet's ``file`` table.
+
+    Soft delete (``deleted_at``) then hard delete (``hard_deleted_at``); the row and the object
+    go with ``purge-deleted-files``. ``creator_id`` restricts the deletion of its user (the
+    duplicate-user merge moves files first).
+    """
+
+    __tablename__ = "meet_file"
+    __table_args__ = (
+        CheckConstraint(_in("type", FILE_TYPES), name="ck_file_type"),
+        CheckConstraint(_in("upload_state", FILE_UPLOAD_STATES), name="ck_file_upload_state"),
+        Index("ix_file_creator_type_created", "creator_id", "type", text("created_at DESC")),
+    )
+
+    type: Mapped[str] = mapped_column(String(25))
+    title: Mapped[str] = mapped_column(String(255))
+    creator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("meet_user.id", ondelete="RESTRICT")
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column()
+    hard_deleted_at: Mapped[datetime | None] = mapped_column()
+    filename: Mapped[str] = mapped_column(String(255))
+    upload_state: Mapped[str] = mapped_column(String(25), default="pending")
+    mimetype: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(Text)
+    malware_detection_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)

@@ -77,6 +77,7 @@ pytest_plugins = [
     "tests.livekit_standin.plugin",
     "tests.summary_standin.plugin",
     "tests.smtp_server",
+    "tests.s3_server",
 ]
 
 TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))

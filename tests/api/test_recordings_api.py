@@ -13,7 +13,6 @@ from yarl import URL as YURL
 
 from api import keys
 from api.app import create_app
-from coordinator.s3 import EMPTY_PAYLOAD_SHA256, S3Config, sign_get_headers
 from coordinator.settings import S3Settings, Secret, SummarySettings
 from storage.recordings import RecordingRecord
 from storage.records import RoomRecord, UserRecord
@@ -24,6 +23,7 @@ from tests.support.recordings import (
     make_recording,
     read_recording,
 )
+from tests.support.sigv4 import EMPTY_PAYLOAD_SHA256, S3Config, sign_get_headers
 
 Client = TestClient[Any, Any]
 LogIn = Callable[[UserRecord], None]

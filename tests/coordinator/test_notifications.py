@@ -26,9 +26,9 @@ from coordinator.notifications import (
     summary_request_headers,
     summary_v1_payload,
     summary_v2_job_id,
+    summary_v2_keys,
     summary_v2_payload,
 )
-from coordinator.s3 import S3Config, presigned_get_url
 from coordinator.settings import Secret
 
 RID = UUID("0f0e8d3c-9a8b-4c2d-8e1f-123456789abc")
@@ -57,7 +57,6 @@ LINKS = LinkConfig(
 )
 NO_COLLECTOR = MetadataCollectorConfig()
 COLLECTOR = MetadataCollectorConfig(enabled=True, output_folder="metadata")
-S3 = S3Config("http://minio:9000", "meet-media-storage", "access", Secret("secret"))
 EMAIL = EmailConfig(
     from_email="noreply@meet.example.com",
     brand_name="Visio",
@@ -69,7 +68,8 @@ EMAIL = EmailConfig(
 
 
 def presigned(key: str, seconds: int = 86400) -> str:
-    return presigned_get_url(S3, key, seconds, NOW)
+    """The signer the payload is given (the outbox signs with the object-storage client)."""
+    return f"http://minio:9000/meet-media-storage/{key}?X-Amz-Expires={seconds}&signed"
 
 
 # ----------------------------------------------------------------------------- routing
@@ -132,8 +132,7 @@ def test_summary_v2_payload_with_metadata() -> None:
         OWNER,
         links=LINKS,
         collector=COLLECTOR,
-        s3=S3,
-        now=NOW,
+        signed_url=presigned,
         auto_create_summary=True,
     )
     assert payload == {
@@ -155,10 +154,10 @@ def test_summary_v2_payload_with_metadata() -> None:
             "ended_at": "2026-03-01T09:15:00+00:00",
         },
     }
-    assert payload["cloud_storage_url"].startswith(
-        f"http://minio:9000/meet-media-storage/recordings/{RID}.ogg?X-Amz-Algorithm="
-    )
-    assert "X-Amz-Expires=86400" in payload["cloud_storage_url"]
+    assert summary_v2_keys(recording, COLLECTOR) == [
+        f"recordings/{RID}.ogg",
+        f"metadata/{RID}-metadata.json",
+    ]
 
 
 def test_summary_v2_payload_without_metadata_or_start_time() -> None:
@@ -169,8 +168,7 @@ def test_summary_v2_payload_without_metadata_or_start_time() -> None:
         owner,
         links=LINKS,
         collector=COLLECTOR,
-        s3=S3,
-        now=NOW,
+        signed_url=presigned,
         expiry_seconds=600,
         request_language="nl-nl",
     )
@@ -194,7 +192,9 @@ def test_summary_v2_payload_without_metadata_or_start_time() -> None:
 
 def test_summary_v2_metadata_needs_both_timestamps() -> None:
     recording = replace(RECORDING, options={"collect_metadata": True}, ended_at=None)
-    payload = summary_v2_payload(recording, OWNER, links=LINKS, collector=COLLECTOR, s3=S3, now=NOW)
+    payload = summary_v2_payload(
+        recording, OWNER, links=LINKS, collector=COLLECTOR, signed_url=presigned
+    )
     assert payload["metadata"] is None
     assert payload["push_to_docs_config"]["form_link"] == (
         f"https://forms.example.com/t?room_id={ROOM_ID}"
@@ -205,7 +205,7 @@ def test_summary_v2_form_link_needs_a_form_base_url() -> None:
     recording = replace(RECORDING, options={"collect_metadata": True})
     payload = summary_v2_payload(
         recording, OWNER, links=replace(LINKS, transcription_satisfaction_form_base_url=""),
-        collector=COLLECTOR, s3=S3, now=NOW,
+        collector=COLLECTOR, signed_url=presigned,
     )  # fmt: skip
     assert payload["push_to_docs_config"]["form_link"] is None
 
@@ -230,8 +230,7 @@ def test_summary_v2_title_language(
         replace(OWNER, language=owner_language),
         links=LINKS,
         collector=NO_COLLECTOR,
-        s3=S3,
-        now=NOW,
+        signed_url=presigned,
         request_language=request_language,
     )
     assert payload["push_to_docs_config"]["title"] == title

@@ -413,16 +413,52 @@ async def test_refuses_to_run_with_an_unknown_reference_to_users(
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
         table.to_metadata(metadata)
-    Table("meet_file", metadata, Column("creator_id", Uuid, ForeignKey("meet_user.id")))
+    Table("meet_upload", metadata, Column("owner_id", Uuid, ForeignKey("meet_user.id")))
     assert unhandled_user_references() == []
-    assert unhandled_user_references(metadata) == ["meet_file.creator_id"]
+    assert unhandled_user_references(metadata) == ["meet_upload.owner_id"]
 
-    monkeypatch.setattr(merge_module, "unhandled_user_references", lambda: ["meet_file.creator_id"])
+    monkeypatch.setattr(merge_module, "unhandled_user_references", lambda: ["meet_upload.owner_id"])
     await factory.user(email="pat@example.com")
     await factory.user(email="PAT@example.com")
-    with pytest.raises(RuntimeError, match=r"meet_file\.creator_id"):
+    with pytest.raises(RuntimeError, match=r"meet_upload\.owner_id"):
         await merge(factory)
     assert len(await users(factory.sessionmaker)) == 2
+
+
+async def test_files_of_merged_accounts_move_to_the_kept_one(factory: Factory) -> None:
+    """Meet's merge moves Files too; ``creator_id`` restricts deleting a user who has some."""
+    import uuid as uuid_module
+
+    from storage import files as file_queries
+
+    kept = await factory.user(email="ann@example.com", last_login=at(2))
+    other = await factory.user(email="ANN@example.com", last_login=at(1))
+    async with factory.sessionmaker.begin() as session:
+        for owner in (kept, other, other):
+            await file_queries.create_file(
+                session,
+                file_id=uuid_module.uuid4(),
+                creator_id=owner.id,
+                file_type="background_image",
+                title="bg",
+                filename="bg.png",
+                description=None,
+                max_count=None,
+            )
+    summary = await merge(factory)
+    assert summary.accounts_merged == 1 and summary.files_moved == 2
+    assert not summary.failures
+    async with factory.sessionmaker() as session:
+        page = await file_queries.list_files(
+            session,
+            kept.id,
+            file_queries.FileFilters(),
+            [("created_at", False)],
+            offset=0,
+            limit=10,
+        )
+    assert page.count == 3
+    assert {record.creator.id for record in page.items if record.creator} == {kept.id}
 
 
 async def test_progress_is_reported_per_group(factory: Factory) -> None:
@@ -481,6 +517,7 @@ def test_summary_table() -> None:
         roles_upgraded=3,
         duplicate_accesses_removed=2,
         failures=(),
+        files_moved=5,
     )
     assert format_summary(summary).splitlines() == [
         "Duplicate users (DRY RUN: nothing was written)",
@@ -492,6 +529,7 @@ def test_summary_table() -> None:
         "|   recording accesses       |     4 |",
         "| roles upgraded             |     3 |",
         "| duplicate accesses removed |     2 |",
+        "| files moved                |     5 |",
         "| failed groups              |     0 |",
         "+----------------------------+-------+",
     ]

@@ -1,4 +1,8 @@
-"""AWS Signature Version 4 for S3 GETs, without boto (pure functions, no I/O).
+"""An independent AWS Signature Version 4 for S3 GETs, without boto (pure functions, no I/O).
+
+Test-side only: the service signs with botocore (``coordinator.object_storage``); this
+hand-written signer, checked against AWS's published vectors in ``test_sigv4``, is the oracle
+the media-auth tests compare the service's headers with.
 
 Two ways to authorise a GET of one object:
 

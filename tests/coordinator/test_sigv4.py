@@ -1,8 +1,10 @@
-"""SigV4 signing: AWS's published vectors, botocore-made vectors, and a loopback S3 verifier.
+"""SigV4: the test-side signer ``tests.support.sigv4`` (AWS's published vectors,
+botocore-made vectors) and a loopback S3 verifier checking the production client.
 
-The verifier (:class:`FakeS3`) re-implements SigV4 verification independently of
-``coordinator.s3`` (its own encoding, canonicalisation and HMAC chain) and serves objects
-over HTTP, so signed headers and presigned URLs are proven end to end with a real client.
+The verifier (:class:`FakeS3`) re-implements SigV4 verification independently (its own
+encoding, canonicalisation and HMAC chain) and serves objects over HTTP. moto does not check
+signatures, so the media-auth headers and presigned GETs of
+:class:`coordinator.object_storage.ObjectStorage` (aiobotocore/botocore) are proven here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import pytest_asyncio
 from aiohttp import web
 from yarl import URL
 
-from coordinator.s3 import (
+from coordinator.object_storage import ObjectStorage
+from coordinator.settings import S3Settings, Secret
+from tests.support.sigv4 import (
     EMPTY_PAYLOAD_SHA256,
     S3Config,
     canonical_request,
@@ -32,7 +36,6 @@ from coordinator.s3 import (
     signing_key,
     string_to_sign,
 )
-from coordinator.settings import Secret
 
 AWS_ACCESS = "AKIAIOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -374,3 +377,36 @@ async def test_verifier_rejects_wrong_secret_tampering_and_expiry(
         async with session.get(URL(url, encoded=True), headers=headers) as resp:
             assert resp.status == 403, reason
             assert reason in await resp.text()
+
+
+@pytest.mark.parametrize("key", KEYS)
+async def test_the_production_client_signs_what_the_verifier_accepts(
+    session: aiohttp.ClientSession, key: str
+) -> None:
+    """ObjectStorage.media_auth_headers and presigned_get_url against the own verifier."""
+    async with FakeS3("minio-access", "minio/secret+key", "us-east-1", datetime.now(UTC)) as fake:
+        fake.objects[("meet-media-storage", key)] = b"media"
+        settings = S3Settings(
+            endpoint_url=fake.url,
+            bucket="meet-media-storage",
+            access_key="minio-access",
+            secret_key=Secret("minio/secret+key"),
+        )
+        async with ObjectStorage(settings) as storage:
+            headers = storage.media_auth_headers(key)
+            url = URL(storage.object_url(key), encoded=True)
+            async with session.get(url, headers=headers) as resp:
+                assert (resp.status, await resp.read()) == (200, b"media")
+            presigned = await storage.presigned_get_url(key, 600)
+            async with session.get(URL(presigned, encoded=True)) as resp:
+                assert (resp.status, await resp.read()) == (200, b"media")
+            wrong = ObjectStorage(
+                S3Settings(
+                    endpoint_url=fake.url,
+                    bucket="meet-media-storage",
+                    access_key="minio-access",
+                    secret_key=Secret("another secret"),
+                )
+            )
+            async with session.get(url, headers=wrong.media_auth_headers(key)) as resp:
+                assert resp.status == 403
