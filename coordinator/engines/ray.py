@@ -195,6 +195,12 @@ def remove_hosts(names: list[str], *, namespace: str) -> None:
             pass
 
 
+def node_address() -> str:
+    """The address this driver's Ray node advertises (127.0.0.1 for a local Ray)."""
+    address: str = _ray().util.get_node_ip_address()
+    return address
+
+
 def disconnect() -> None:
     """Leave Ray; a Ray started by :func:`connect` for this machine stops with it."""
     _ray().shutdown()

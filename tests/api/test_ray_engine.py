@@ -153,6 +153,15 @@ async def test_health_shows_every_host(env: Env, engine: str) -> None:
 # -- Ray only ----------------------------------------------------------------------------------
 
 
+def test_a_local_ray_stays_on_loopback(ray_cluster: list[str]) -> None:
+    """Started by ``connect`` for one machine, Ray advertises 127.0.0.1 (it advertised the
+    machine's external address before ``connect`` set Ray's environment ahead of its import)."""
+    from coordinator.engines.ray import node_address
+
+    assert ray_cluster == ["room-host-0", "room-host-1"]
+    assert node_address() == "127.0.0.1"
+
+
 async def _one_recording(env: Env, room: Any) -> Any:
     [record] = await recording_of(env, room)
     return record
