@@ -492,7 +492,12 @@ class RayDirectory:
         failed, died = _host_failure()
         while True:
             name = self.host_of(room)
-            handle = self._handle(name)
+            try:
+                handle = self._handle(name)
+            except Unavailable:  # gone for good: its rooms go to the other hosts
+                if not self.live_hosts():
+                    raise
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Unavailable(BUSY_MESSAGE)
@@ -547,6 +552,15 @@ class RayDirectory:
         return list(self._active)
 
     async def refresh(self) -> list[str]:
+        """Ask the hosts for their rooms; a host seen dead that exists again is used again."""
+        for name in list(self._dead):
+            try:
+                handle = host_handle(name, namespace=self._namespace)
+                await asyncio.wait_for(handle.ready.remote(), HEALTH_TIMEOUT)
+            except (ValueError, _host_failure()[0], TimeoutError):
+                continue
+            self._handles[name] = handle
+            self._dead.discard(name)
         rooms: list[str] = []
         for name in self.live_hosts():
             try:
