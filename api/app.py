@@ -38,7 +38,7 @@ from api.openapi import REGISTRY
 from api.proxy import forwarded_middleware
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
-from coordinator.actor import LocalDirectory
+from coordinator.engines import open_directory
 from coordinator.files import FileService
 from coordinator.identity import LobbyIds
 from coordinator.integrations import Integrations
@@ -131,7 +131,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The LiveKit adapter and the local room-actor engine."""
+    """The LiveKit adapter and the room-actor engine (local, or Ray: DESIGN §3)."""
     settings = app[keys.SETTINGS]
     metrics = app[keys.METRICS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP], metrics=metrics)
@@ -143,15 +143,9 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         settings, app[keys.SESSIONMAKER], adapter, slug_of=app[keys.ROOMS].slug_of
     )
     app[keys.RECORDINGS] = lifecycle
-    directory = LocalDirectory(
-        adapter,
-        lifecycle,
-        idle_after=settings.room_idle_seconds,
-        timeout=settings.livekit.timeout_seconds,
-        metrics=metrics,
-        events=app[ops.EVENTS],
+    directory = await open_directory(  # MEET_ENGINE
+        settings, adapter, lifecycle, metrics=metrics, events=app[ops.EVENTS]
     )
-    directory.start()
     app[keys.DIRECTORY] = directory
     app[keys.ROOMS].on_settings_changed = directory.call
     dispatcher = OutboxDispatcher(

@@ -690,6 +690,29 @@ class LocalDirectory:
             oldest = max(oldest, waited)
         return EngineStats(len(self._actors), rooms_live, participants, queued, oldest)
 
+    def is_active(self, room: str) -> bool:
+        return room in self._actors
+
+    async def health(self) -> dict[str, Any]:
+        """The engine's load, as the ops dashboard shows it (one host: this process)."""
+        return {"engine": "local", "hosts": [self.host_health(socket.gethostname())]}
+
+    def host_health(self, name: str) -> dict[str, Any]:
+        now = asyncio.get_running_loop().time()
+        queued, oldest = 0, None
+        for actor in self._actors.values():
+            count, waited = actor.queue_stats(now)
+            queued += count
+            if count and (oldest is None or waited > oldest):
+                oldest = waited
+        return {
+            "name": name,
+            "alive": True,
+            "rooms": len(self._actors),
+            "queued": queued,
+            "oldest_queued_seconds": oldest,
+        }
+
     async def drop(self, room: str) -> None:
         """Forget a room's actor as a crash would; its next command re-activates it."""
         actor = self._actors.pop(room, None)
@@ -728,23 +751,3 @@ class LocalDirectory:
         for actor in list(self._actors.values()):
             await actor.stop()
         self._actors.clear()
-
-    def health(self) -> dict[str, Any]:
-        """This process as the engine's one host: its rooms, queued commands and the age of
-        the oldest one (the shape the Ray directory's ``health()`` answers too)."""
-        loop_time = asyncio.get_running_loop().time()
-        queued = 0
-        oldest = 0.0
-        for actor in self._actors.values():
-            for _, _, deadline in actor._mailbox or ():
-                queued += 1
-                if deadline is not None:
-                    oldest = max(oldest, loop_time - (deadline - actor.timeout))
-        host = {
-            "name": socket.gethostname(),
-            "alive": True,
-            "rooms": len(self._actors),
-            "queued": queued,
-            "oldest_queued_seconds": round(oldest, 3),
-        }
-        return {"engine": "local", "hosts": [host]}

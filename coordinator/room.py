@@ -116,6 +116,14 @@ class Recover:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreLobby:
+    """Lobby entries kept outside the actor (the Ray engine's database rows), given back to a
+    re-activated room; entries the room already holds win."""
+
+    entries: tuple[LobbyEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantsListed:
     """LiveKit's participant list, asked for at ``listed_at_ms`` (unix ms, the shell's clock).
 
@@ -214,6 +222,9 @@ class StartRecording:
     mode: str
     options: Mapping[str, Any]
     user_id: uuid.UUID
+    # Set by engines that may run a command twice (Ray): the recording's id, derived from the
+    # command's id, so the database sees a re-run as the same recording.
+    recording_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +259,7 @@ class ReconcileRecording:
 
 Command = (
     Recover
+    | RestoreLobby
     | ParticipantsListed
     | ApplyWebhook
     | RecordingLoaded
@@ -369,6 +381,10 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
                 # Its egress may have moved (or, for ``initiated``, been created) meanwhile.
                 return Decision(recovered, (RecordingStep("reconcile", detached=True),))
             return Decision(recovered)
+        case RestoreLobby():
+            lobby = {e.participant_id: e for e in command.entries if e.expires_at > now}
+            lobby.update(live_lobby(state, now))
+            return Decision(replace(state, lobby=lobby))
         case ParticipantsListed():
             return Decision(_listed(state, command))
         case ApplyWebhook():
@@ -428,20 +444,20 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
         case StartRecording():
             # A recovered ``initiated`` recording is being resolved by a reconcile step that
             # runs first; the database's partial unique index decides after it.
+            replay = state.recording is not None and state.recording.id == command.recording_id
             if state.starting or (
-                state.recording is not None and state.recording.status == "active"
+                state.recording is not None and state.recording.status == "active" and not replay
             ):
                 return Decision(state, reply=RECORDING_CONFLICT)
             state = replace(state, starting=True)
-            step = RecordingStep(
-                "begin",
-                {
-                    "mode": command.mode,
-                    "options": dict(command.options),
-                    "user_id": command.user_id,
-                },
-            )
-            return Decision(state, (step,))
+            arguments: dict[str, Any] = {
+                "mode": command.mode,
+                "options": dict(command.options),
+                "user_id": command.user_id,
+            }
+            if command.recording_id is not None:  # a re-run finds its recording (begin)
+                arguments["recording_id"] = command.recording_id
+            return Decision(state, (RecordingStep("begin", arguments),))
         case StartSettled():
             state = replace(state, starting=False)
             if not command.unsure:

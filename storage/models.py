@@ -349,3 +349,18 @@ class File(TimestampedMixin, Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     description: Mapped[str | None] = mapped_column(Text)
     malware_detection_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
+
+
+class LobbyEntryRow(Base):
+    """A lobby entry of a room hosted by the Ray engine (waiting, accepted or denied), kept
+    until ``expires_at`` so a restarted room host gives its rooms their lobby back."""
+
+    __tablename__ = "meet_lobby_entry"
+
+    room: Mapped[str] = mapped_column(String(255), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    color: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    identity: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -25,13 +25,13 @@ from aiohttp import web
 
 from api import keys
 from api.app import create_app
-from coordinator.s3 import S3Config, sign_get_headers
 from coordinator.settings import S3Settings, Secret
 from storage.records import UserRecord
 from tests.conftest import make_settings
 from tests.support.factories import Factory, login
 from tests.support.postgres import free_port
 from tests.support.recordings import make_recording
+from tests.support.sigv4 import S3Config, sign_get_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"

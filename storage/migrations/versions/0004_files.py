@@ -1,7 +1,7 @@
 """file: user uploads (background images)
 
 Revision ID: 0004_files
-Revises: 0003_features
+Revises: 0004_extapi
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from storage.models import UTCDateTime
 
 revision = "0004_files"
-down_revision = "0003_features"
+down_revision = "0004_extapi"
 branch_labels = None
 depends_on = None
 
