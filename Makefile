@@ -2,8 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8071
-# The suite runs on every core of the CI machine (2 here); tests that share one expensive
-# process (a Ray cluster) are kept on one worker by an xdist_group mark.
+# The suite runs on every core of the CI machine (2 here), one local Ray per worker that needs it.
 PYTEST_WORKERS ?= 2
 export DATABASE_URL ?= sqlite+aiosqlite:///$(CURDIR)/meet.db
 
@@ -81,7 +80,7 @@ typecheck: install
 
 pytest: install chromium postgres nginx
 	NGINX_BINARY=$${NGINX_BINARY:-$$(test -x $(NGINX_DIR)/usr/sbin/nginx && echo $(CURDIR)/$(NGINX_DIR)/usr/sbin/nginx)} \
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 test: lint typecheck pytest
 

@@ -182,6 +182,13 @@ class RoomActor:
             or (self._task is not None and not self._task.done())
         )
 
+    def queued(self) -> tuple[int, float | None]:
+        """Commands waiting in the mailbox, and when the oldest was queued (loop time)."""
+        if not self._mailbox:
+            return 0, None
+        deadline = self._mailbox[0][2]
+        return len(self._mailbox), None if deadline is None else deadline - self.timeout
+
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Queue ``command``; the future resolves with its reply (or its error)."""
         loop = asyncio.get_running_loop()
@@ -701,16 +708,16 @@ class LocalDirectory:
         now = asyncio.get_running_loop().time()
         queued, oldest = 0, None
         for actor in self._actors.values():
-            count, waited = actor.queue_stats(now)
+            count, since = actor.queued()
             queued += count
-            if count and (oldest is None or waited > oldest):
-                oldest = waited
+            if since is not None and (oldest is None or since < oldest):
+                oldest = since
         return {
             "name": name,
             "alive": True,
             "rooms": len(self._actors),
             "queued": queued,
-            "oldest_queued_seconds": oldest,
+            "oldest_queued_seconds": None if oldest is None else max(0.0, now - oldest),
         }
 
     async def drop(self, room: str) -> None:

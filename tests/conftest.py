@@ -137,8 +137,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if params.get("engine") == "ray" and params.get("database_url") == "sqlite":
             dropped.append(item)
-        else:
-            kept.append(item)
+            continue
+        kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
