@@ -33,7 +33,7 @@ from api.openapi import REGISTRY
 from api.proxy import forwarded_middleware
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
-from coordinator.actor import LocalDirectory
+from coordinator.engines import open_directory
 from coordinator.identity import LobbyIds
 from coordinator.integrations import Integrations
 from coordinator.livekit import LiveKitAdapter
@@ -97,7 +97,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The LiveKit adapter and the local room-actor engine."""
+    """The LiveKit adapter and the room-actor engine (local, or Ray: DESIGN §3)."""
     settings = app[keys.SETTINGS]
     adapter = LiveKitAdapter(settings.livekit, app[keys.HTTP])
     app[keys.LIVEKIT] = adapter
@@ -107,13 +107,7 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         settings, app[keys.SESSIONMAKER], adapter, slug_of=app[keys.ROOMS].slug_of
     )
     app[keys.RECORDINGS] = lifecycle
-    directory = LocalDirectory(
-        adapter,
-        lifecycle,
-        idle_after=settings.room_idle_seconds,
-        timeout=settings.livekit.timeout_seconds,
-    )
-    directory.start()
+    directory = await open_directory(settings, adapter, lifecycle)  # MEET_ENGINE
     app[keys.DIRECTORY] = directory
     app[keys.ROOMS].on_settings_changed = directory.call
     dispatcher = OutboxDispatcher(

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from api.session import SessionCodec
 from coordinator.accesses import AccessService
-from coordinator.actor import LocalDirectory
+from coordinator.engines import Directory
 from coordinator.errors import Throttled
 from coordinator.identity import LobbyIds
 from coordinator.integrations import Integrations
@@ -60,7 +60,7 @@ SESSIONS = web.AppKey("sessions", SessionCodec)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 OPENAPI = web.AppKey("openapi", dict)
 LIVEKIT = web.AppKey("livekit", LiveKitAdapter)
-DIRECTORY = web.AppKey("directory", LocalDirectory)
+DIRECTORY = web.AppKey("directory", Directory)
 RECORDINGS = web.AppKey("recordings", RecordingLifecycle)
 OUTBOX = web.AppKey("outbox", OutboxDispatcher)
 RECONCILER = web.AppKey("reconciler", Reconciler)

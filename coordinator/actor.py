@@ -169,6 +169,13 @@ class RoomActor:
             or (self._task is not None and not self._task.done())
         )
 
+    def queued(self) -> tuple[int, float | None]:
+        """Commands waiting in the mailbox, and when the oldest was queued (loop time)."""
+        if not self._mailbox:
+            return 0, None
+        deadline = self._mailbox[0][2]
+        return len(self._mailbox), None if deadline is None else deadline - self.timeout
+
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Queue ``command``; the future resolves with its reply (or its error)."""
         loop = asyncio.get_running_loop()
@@ -566,6 +573,29 @@ class LocalDirectory:
 
     def active_rooms(self) -> list[str]:
         return list(self._actors)
+
+    def is_active(self, room: str) -> bool:
+        return room in self._actors
+
+    async def health(self) -> dict[str, Any]:
+        """The engine's load, as the ops dashboard shows it (one host: this process)."""
+        return {"engine": "local", "hosts": [self.host_health("local")]}
+
+    def host_health(self, name: str) -> dict[str, Any]:
+        now = asyncio.get_running_loop().time()
+        queued, oldest = 0, None
+        for actor in self._actors.values():
+            count, since = actor.queued()
+            queued += count
+            if since is not None and (oldest is None or since < oldest):
+                oldest = since
+        return {
+            "name": name,
+            "alive": True,
+            "rooms": len(self._actors),
+            "queued": queued,
+            "oldest_queued_seconds": None if oldest is None else max(0.0, now - oldest),
+        }
 
     async def drop(self, room: str) -> None:
         """Forget a room's actor as a crash would; its next command re-activates it."""

@@ -117,11 +117,25 @@ class RecordingLifecycle:
     # -- start and stop ------------------------------------------------------------------
 
     async def begin(
-        self, room: str, *, mode: str, options: dict[str, Any], user_id: uuid.UUID
+        self,
+        room: str,
+        *,
+        mode: str,
+        options: dict[str, Any],
+        user_id: uuid.UUID,
+        recording_id: uuid.UUID | None = None,
     ) -> StepResult:
+        """``recording_id``: given by an engine that may run the command twice; a re-run
+        answers from the recording the first run made instead of starting another one."""
         room_id = uuid.UUID(room)
         slug = await self._slug(room)
-        recording_id = uuid.uuid4()
+        if recording_id is None:
+            recording_id = uuid.uuid4()
+        else:
+            async with self._sessionmaker() as session:
+                earlier = await store.get_recording(session, recording_id)
+            if earlier is not None:
+                return self._replayed(earlier, slug, options)
         try:
             async with self._sessionmaker.begin() as session:
                 await store.create_recording(
@@ -171,6 +185,19 @@ class RecordingLifecycle:
             "recording_status": "starting",
         }
         reply = {"message": f"Recording successfully started for room {slug}"}
+        return StepResult(reply, TrackRecording(state, metadata))
+
+    def _replayed(self, earlier: RecordingRecord, slug: str, options: dict[str, Any]) -> StepResult:
+        """The answer to a start command run again: the first run's, or 503 while unknown."""
+        if earlier.status == "initiated":  # the first run died mid-way: reconciliation decides
+            raise Unavailable(body={"error": f"Recording is starting for room {slug}"})
+        if earlier.status in ("failed_to_start",):
+            raise Unavailable(body={"error": f"Recording failed to start for room {slug}"})
+        reply = {"message": f"Recording successfully started for room {slug}"}
+        if earlier.status != "active" or not earlier.worker_id:
+            return StepResult(reply)
+        state = RecordingState(earlier.id, earlier.mode, "active", earlier.worker_id)
+        metadata = {"recording_mode": options.get("original_mode") or earlier.mode}
         return StepResult(reply, TrackRecording(state, metadata))
 
     async def end(self, room: str) -> StepResult:

@@ -214,6 +214,9 @@ class StartRecording:
     mode: str
     options: Mapping[str, Any]
     user_id: uuid.UUID
+    # Set by engines that may run a command twice (Ray): the recording's id, derived from the
+    # command's id, so the database sees a re-run as the same recording.
+    recording_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,20 +431,20 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
         case StartRecording():
             # A recovered ``initiated`` recording is being resolved by a reconcile step that
             # runs first; the database's partial unique index decides after it.
+            replay = state.recording is not None and state.recording.id == command.recording_id
             if state.starting or (
-                state.recording is not None and state.recording.status == "active"
+                state.recording is not None and state.recording.status == "active" and not replay
             ):
                 return Decision(state, reply=RECORDING_CONFLICT)
             state = replace(state, starting=True)
-            step = RecordingStep(
-                "begin",
-                {
-                    "mode": command.mode,
-                    "options": dict(command.options),
-                    "user_id": command.user_id,
-                },
-            )
-            return Decision(state, (step,))
+            arguments: dict[str, Any] = {
+                "mode": command.mode,
+                "options": dict(command.options),
+                "user_id": command.user_id,
+            }
+            if command.recording_id is not None:  # a re-run finds its recording (begin)
+                arguments["recording_id"] = command.recording_id
+            return Decision(state, (RecordingStep("begin", arguments),))
         case StartSettled():
             state = replace(state, starting=False)
             if not command.unsure:

@@ -21,6 +21,7 @@ from coordinator.throttle import Rate, parse_rate
 ACCESS_LEVELS = ("public", "trusted", "restricted")
 DEFAULT_SOURCES = ("camera", "microphone", "screen_share", "screen_share_audio")
 LANGUAGES = ("en-us", "fr-fr", "nl-nl", "de-de")
+ENGINES = ("local", "ray")
 
 
 class Secret:
@@ -192,6 +193,16 @@ def normalize_database_url(url: str, *, variable: str = "DATABASE_URL") -> str:
     return f"{drivers[scheme]}://{rest}"
 
 
+def require_shared_database(database_url: str) -> None:
+    """The Ray engine's hosts and front ends are separate processes, maybe on several
+    machines: they must share one PostgreSQL database."""
+    if not database_url.startswith("postgresql"):
+        raise ConfigurationError(
+            "MEET_ENGINE=ray needs PostgreSQL: set DATABASE_URL to a postgresql:// URL "
+            "(SQLite cannot be shared by the room hosts and the front ends)."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LiveKitSettings:
     api_key: str = "devkey"
@@ -330,6 +341,11 @@ class Settings:
     database_url: str = field(default="sqlite+aiosqlite:///meet.db", repr=False)
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     engine: str = "local"
+    # The Ray engine (DESIGN §3): the cluster to join (None or "local": start one for this
+    # machine), the namespace of our named actors, and how many room hosts there are.
+    ray_address: str | None = None
+    ray_namespace: str = "meet-coordinator"
+    ray_hosts: int = 2
     livekit: LiveKitSettings = field(default_factory=LiveKitSettings)
     oidc: OIDCSettings = field(default_factory=OIDCSettings)
     language_code: str = "en-us"
@@ -467,11 +483,17 @@ class Settings:
         if not livekit.api_secret:
             raise ConfigurationError("LIVEKIT_API_SECRET must be set: it signs LiveKit tokens.")
         pin_length = env.integer("ROOM_TELEPHONY_PIN_LENGTH", 10, minimum=4)
+        database_url = _database_url(env)
+        engine = env.choice("MEET_ENGINE", "local", ENGINES)
+        if engine == "ray":
+            require_shared_database(database_url)
         return cls(
-            database_url=_database_url(env),
+            database_url=database_url,
             secret_key=secret_key,
-            # The Ray engine (DESIGN §3) is not built yet: refuse it rather than ignore it.
-            engine=env.choice("MEET_ENGINE", "local", ("local",)),
+            engine=engine,
+            ray_address=env.optional_str("RAY_ADDRESS"),
+            ray_namespace=env.text("RAY_NAMESPACE", "meet-coordinator") or "meet-coordinator",
+            ray_hosts=env.integer("RAY_HOSTS", 2, minimum=1) or 2,
             livekit=livekit,
             oidc=oidc,
             language_code=env.choice("LANGUAGE_CODE", "en-us", LANGUAGES),
