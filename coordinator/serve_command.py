@@ -21,9 +21,13 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coordinator import supervisor
 from coordinator.settings import Settings
+
+if TYPE_CHECKING:
+    from coordinator.ray_nodes import RayNode
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,14 @@ def settings_from_environment() -> Settings:
     return _settings()
 
 
+def stay_on_loopback(address: str | None) -> None:
+    """A cluster at 127.0.0.1: Ray would otherwise rewrite the address to the machine's external
+    one and dial that (ray.md); the variable keeps it, and the hosts, on loopback."""
+    host = (address or "").rpartition(":")[0]
+    if host in ("127.0.0.1", "localhost"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def run_serve(args: argparse.Namespace, serve_here: ServeHere) -> int:
     """``serve``: in this process, or N supervised workers; with a local Ray head if asked."""
     if args.engine:
@@ -86,6 +98,7 @@ def run_serve(args: argparse.Namespace, serve_here: ServeHere) -> int:
     if args.ray_address:
         os.environ["RAY_ADDRESS"] = args.ray_address
     settings = settings_from_environment()
+    stay_on_loopback(settings.ray_address)
     if args.worker_index is not None:
         return serve_here(args, args.worker_index)
     if settings.engine == "local" and args.workers > 1:
@@ -107,7 +120,7 @@ def run_serve(args: argparse.Namespace, serve_here: ServeHere) -> int:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _start_local_ray() -> tuple[object, Path]:
+def _start_local_ray() -> tuple[RayNode, Path]:
     from coordinator.ray_nodes import RayStartError, local_head
 
     print("meet-coordinator: starting a local Ray (no --ray-address)", flush=True)
@@ -155,6 +168,7 @@ def cmd_ray_hosts(args: argparse.Namespace) -> int:
     if args.ray_address:
         os.environ["RAY_ADDRESS"] = args.ray_address
     settings = settings_from_environment()
+    stay_on_loopback(settings.ray_address)
     if settings.ray_address in LOCAL_ADDRESSES:
         return refuse("ray-hosts needs the cluster's address: --ray-address or RAY_ADDRESS.")
     count = args.count or settings.ray_hosts
