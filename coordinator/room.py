@@ -116,6 +116,14 @@ class Recover:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreLobby:
+    """Lobby entries kept outside the actor (the Ray engine's database rows), given back to a
+    re-activated room; entries the room already holds win."""
+
+    entries: tuple[LobbyEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantsListed:
     """LiveKit's participant list, asked for at ``listed_at_ms`` (unix ms, the shell's clock).
 
@@ -251,6 +259,7 @@ class ReconcileRecording:
 
 Command = (
     Recover
+    | RestoreLobby
     | ParticipantsListed
     | ApplyWebhook
     | RecordingLoaded
@@ -372,6 +381,10 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
                 # Its egress may have moved (or, for ``initiated``, been created) meanwhile.
                 return Decision(recovered, (RecordingStep("reconcile", detached=True),))
             return Decision(recovered)
+        case RestoreLobby():
+            lobby = {e.participant_id: e for e in command.entries if e.expires_at > now}
+            lobby.update(live_lobby(state, now))
+            return Decision(replace(state, lobby=lobby))
         case ParticipantsListed():
             return Decision(_listed(state, command))
         case ApplyWebhook():

@@ -250,3 +250,18 @@ class LoginSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LobbyEntryRow(Base):
+    """A lobby entry of a room hosted by the Ray engine (waiting, accepted or denied), kept
+    until ``expires_at`` so a restarted room host gives its rooms their lobby back."""
+
+    __tablename__ = "meet_lobby_entry"
+
+    room: Mapped[str] = mapped_column(String(255), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    color: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    identity: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -82,9 +82,70 @@ pytest_plugins = [
 TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))
 
 
+# -- engines: the behavioural suites run on both (``pytestmark = ENGINES``) ------------------
+
+ENGINES = pytest.mark.parametrize("engine", ["local", "ray"], indirect=True)
+ENGINE_UNDER_TEST = {"name": "local"}  # read by make_settings
+RAY_TEST_NAMESPACE = "meet-coordinator-tests"
+RAY_TEST_HOSTS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[list[str]]:
+    """A local Ray (2 CPUs, no dashboard, its temp dir removed after) and the room hosts that
+    every Ray test shares (each test's app configures them with its own settings)."""
+    import os
+    import tempfile
+
+    from coordinator.engines import ray as ray_engine
+
+    folder = tempfile.mkdtemp(prefix="meet-ray-")  # short: Ray's socket paths are limited
+    saved = {name: os.environ.get(name) for name in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
+    os.environ["RAY_TMPDIR"] = folder
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        ray_engine.connect(None, namespace=RAY_TEST_NAMESPACE, num_cpus=2)
+        names = ray_engine.ensure_hosts(RAY_TEST_HOSTS, {}, namespace=RAY_TEST_NAMESPACE)
+        yield names
+        ray_engine.remove_hosts(names, namespace=RAY_TEST_NAMESPACE)
+    finally:
+        ray_engine.disconnect()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The engine under test: "local" unless a module parametrizes it (``ENGINES``)."""
+    name: str = getattr(request, "param", "local")
+    if name == "ray":
+        request.getfixturevalue("ray_cluster")
+    ENGINE_UNDER_TEST["name"] = name
+    yield name
+    ENGINE_UNDER_TEST["name"] = "local"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Ray engine refuses SQLite: its variants run on PostgreSQL only."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("engine") == "ray" and params.get("database_url") == "sqlite":
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, engine: str
 ) -> AsyncIterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "meet.db"
@@ -93,16 +154,20 @@ async def database_url(
         return
     url: str = request.getfixturevalue("postgres_base_url")
     yield url
-    engine = create_engine(url)
-    async with engine.begin() as connection:
+    truncating = create_engine(url)
+    async with truncating.begin() as connection:
         await connection.execute(text(f"TRUNCATE {TABLES} CASCADE"))
-    await engine.dispose()
+    await truncating.dispose()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     livekit = overrides.pop("livekit", None) or LiveKitSettings(
         api_key=LIVEKIT_KEY, api_secret=Secret(LIVEKIT_SECRET), api_url="http://127.0.0.1:7880"
     )
+    if ENGINE_UNDER_TEST["name"] == "ray":
+        overrides.setdefault("engine", "ray")
+        overrides.setdefault("ray_namespace", RAY_TEST_NAMESPACE)
+        overrides.setdefault("ray_hosts", RAY_TEST_HOSTS)
     return Settings(
         database_url=database_url,
         secret_key=Secret(TEST_SECRET_KEY),

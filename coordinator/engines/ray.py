@@ -43,6 +43,7 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError
 
 from coordinator.actor import LocalDirectory
+from coordinator.engines.lobby import LobbyJournal
 from coordinator.errors import ConfigurationError, CoordinatorError, Unavailable
 from coordinator.livekit import LiveKitAdapter
 from coordinator.recordings import RecordingLifecycle
@@ -54,6 +55,7 @@ from coordinator.room import (
     ListWaiting,
     MuteParticipant,
     ReconcileRecording,
+    RemoveParticipant,
     RequestEntry,
     Snapshot,
     StartRecording,
@@ -89,6 +91,8 @@ RESENDABLE = (
     MuteParticipant,
     UpdateParticipant,
 )
+LOBBY_COMMANDS = (RequestEntry, DecideEntry, RemoveParticipant, ApplyWebhook)
+LOBBY_SWEEP_SECONDS = 60.0
 RECORDING_IDS = uuid.UUID("5b0f6f55-3c55-4d0e-9a7e-1f3c8f0b6a21")  # uuid5 namespace
 
 
@@ -138,7 +142,7 @@ def _canonical(value: Any) -> Any:
 # -- connecting and creating the hosts ------------------------------------------------------
 
 
-def connect(address: str | None, *, namespace: str) -> None:
+def connect(address: str | None, *, namespace: str, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` as a driver; None or "local": start one for this
     machine (no dashboard, loopback only). Token auth is off unless RAY_AUTH_TOKEN is set."""
     if ray.is_initialized():
@@ -152,6 +156,8 @@ def connect(address: str | None, *, namespace: str) -> None:
             namespace=namespace,
             include_dashboard=False,
             log_to_driver=False,
+            num_cpus=num_cpus,
+            _node_ip_address="127.0.0.1",
         )
         return
     ray.init(address=address, namespace=namespace, log_to_driver=False)
@@ -163,6 +169,20 @@ def _host_class() -> Any:
 
 def host_handle(name: str, *, namespace: str) -> Any:
     return ray.get_actor(name, namespace=namespace)
+
+
+def remove_hosts(names: list[str], *, namespace: str) -> None:
+    """Kill the hosts for good (no restart) and leave Ray (tests; operators' teardown)."""
+    for name in names:
+        try:
+            ray.kill(host_handle(name, namespace=namespace), no_restart=True)
+        except ValueError:
+            pass
+
+
+def disconnect() -> None:
+    """Leave Ray; a Ray started by :func:`connect` for this machine stops with it."""
+    ray.shutdown()
 
 
 def ensure_hosts(count: int, settings_env: Mapping[str, str], *, namespace: str) -> list[str]:
@@ -211,8 +231,21 @@ class HostPorts:
             timeout=settings.livekit.timeout_seconds,
         )
         self.directory.start()
+        self.lobby = LobbyJournal(self.sessionmaker)
+        self._sweeper = asyncio.create_task(self._sweep_lobby(), name="lobby-sweeper")
+
+    async def _sweep_lobby(self) -> None:
+        while True:
+            await asyncio.sleep(LOBBY_SWEEP_SECONDS)
+            try:
+                await self.lobby.forget_expired()
+            except Exception as exc:
+                log.warning("lobby sweep failed: %s", exc)
 
     async def close(self) -> None:
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
         await self.directory.close()
         await self.http.close()
         await self.engine.dispose()
@@ -293,9 +326,22 @@ class RoomHost:
 
     async def _apply(self, room: str, command_id: str, command: Command) -> Any:
         ports = await self._open()
+        directory = ports.directory
         if isinstance(command, StartRecording) and command.recording_id is None:
             command = dataclasses.replace(command, recording_id=recording_id_for(command_id))
-        return await ports.directory.call(room, command)
+        if not directory.is_active(room):  # (re)activated here: its lobby comes back first
+            restore = await ports.lobby.restore(room)
+            if restore is not None:
+                await directory.call(room, restore)
+        reply = await directory.call(room, command)
+        if isinstance(command, LOBBY_COMMANDS):
+            try:
+                await ports.lobby.sync(room, directory.actor(room).state)
+            except Exception as exc:
+                log.warning("room %s: lobby not written: %s", room, exc)
+                if isinstance(command, DecideEntry):  # applied, but would not survive a restart
+                    raise Unavailable(BUSY_MESSAGE) from exc
+        return reply
 
     async def health(self, name: str) -> dict[str, Any]:
         if self._ports is None:

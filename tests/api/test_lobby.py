@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from livekit.api import TokenVerifier
 
 from storage.records import UserRecord
+from tests.conftest import ENGINES
 from tests.livekit_standin import LiveKitStandin
 from tests.support.factories import Factory
 
@@ -59,6 +60,7 @@ async def test_public_room_lets_everyone_in_and_stores_nothing(
     assert livekit_standin.data_packets == []
 
 
+@ENGINES
 async def test_restricted_room_queues_notifies_and_admits(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -96,6 +98,7 @@ async def test_restricted_room_queues_notifies_and_admits(
     assert accepted["livekit"]["room"] == str(room.id)
 
 
+@ENGINES
 async def test_denied_then_requeued(lk_client: Client, factory: Factory, lk_log_in: LogIn) -> None:
     room, admin = await factory.room_with_role("owner", access_level="trusted")
     first = await ask(lk_client, room)
@@ -108,6 +111,7 @@ async def test_denied_then_requeued(lk_client: Client, factory: Factory, lk_log_
     assert denied["status"] == "denied" and denied["livekit"] is None
 
 
+@ENGINES
 async def test_trusted_room_admits_authenticated_users(
     lk_client: Client, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -117,6 +121,7 @@ async def test_trusted_room_admits_authenticated_users(
     assert body["status"] == "accepted"
 
 
+@ENGINES
 async def test_waiting_participant_is_let_in_when_room_becomes_public(
     lk_client: Client, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -158,6 +163,7 @@ async def test_public_room_has_no_lobby(
     assert await response.json() == {"message": "Room has no lobby system."}
 
 
+@ENGINES
 async def test_enter_unknown_participant_and_bad_input(
     lk_client: Client, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -206,6 +212,7 @@ async def test_request_entry_is_throttled_per_lobby_cookie(
     assert "throttled" in (await throttled.json())["detail"]
 
 
+@ENGINES
 async def test_the_lobby_notification_is_skipped_when_the_livekit_room_is_absent(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:

@@ -16,6 +16,7 @@ from coordinator.room import Snapshot
 from coordinator.tokens import Participant, mint_token
 from storage import rooms as room_store
 from storage.records import RoomRecord, UserRecord
+from tests.conftest import ENGINES
 from tests.livekit_standin import LiveKitStandin
 from tests.support.factories import Factory
 
@@ -52,6 +53,7 @@ async def in_room(fake: LiveKitStandin, room: RoomRecord, *identities: str) -> d
 # -- mute ------------------------------------------------------------------------------------
 
 
+@ENGINES
 async def test_admin_session_mutes(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -114,6 +116,7 @@ async def test_mute_refusals(
     assert not livekit_standin.calls_for("MutePublishedTrack")
 
 
+@ENGINES
 async def test_mute_unknown_participant_is_404(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -130,6 +133,7 @@ async def test_mute_unknown_participant_is_404(
 # -- update / remove -------------------------------------------------------------------------
 
 
+@ENGINES
 async def test_update_participant(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -182,6 +186,7 @@ async def test_update_participant_refuses_bad_payloads(
     assert not livekit_standin.calls_for("UpdateParticipant")
 
 
+@ENGINES
 async def test_remove_participant_also_clears_lobby_entries(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -218,6 +223,7 @@ async def test_remove_participant_also_clears_lobby_entries(
     assert again["status"] == "waiting"
 
 
+@ENGINES
 async def test_remove_unknown_participant_is_404(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -247,6 +253,7 @@ async def test_management_needs_privileges(
 # -- LiveKit failures ------------------------------------------------------------------------
 
 
+@ENGINES
 async def test_livekit_hanging_gives_503_within_the_timeout_and_nothing_half_done(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -283,6 +290,7 @@ async def test_livekit_dropping_the_connection_gives_503(
     assert await response.json() == {"error": "Failed to mute participant"}
 
 
+@ENGINES
 async def test_livekit_error_answer_gives_502(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
@@ -378,6 +386,7 @@ async def test_owners_cannot_be_demoted_and_caller_must_be_present(
     assert await response.json() == {"error": "Room owners cannot be demoted."}
 
 
+@ENGINES
 async def test_toggle_hand_and_rename_act_on_the_token_identity(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:
@@ -452,6 +461,7 @@ async def _live_once_recovered(client: Client, path: str, identities: list[str])
     return view
 
 
+@ENGINES
 async def test_recovery_rebuilds_the_same_state_from_database_and_livekit(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:

@@ -30,7 +30,7 @@ from storage import outbox as outbox_store
 from storage import recordings as recording_store
 from storage.models import Recording, utcnow
 from storage.records import RoomRecord, UserRecord
-from tests.conftest import make_settings
+from tests.conftest import ENGINES, make_settings
 from tests.livekit_standin import LiveKitStandin
 from tests.smtp_server import SmtpServer
 from tests.summary_standin import SummaryStandin
@@ -196,6 +196,7 @@ def env_factory(env: Env) -> Factory:
 # -- end to end ------------------------------------------------------------------------------
 
 
+@ENGINES
 async def test_transcript_end_to_end(env: Env) -> None:
     room, owner, recording_id, egress_id = await started(env, "transcript")
     call = env.livekit.calls_for("StartRoomCompositeEgress")[0]
@@ -244,6 +245,7 @@ async def test_transcript_end_to_end(env: Env) -> None:
     assert len(env.summary.calls) == 1
 
 
+@ENGINES
 async def test_screen_recording_with_egress_ended_fallback_and_owner_email(env: Env) -> None:
     await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_storage_event_enable=False)
@@ -264,6 +266,7 @@ async def test_screen_recording_with_egress_ended_fallback_and_owner_email(env: 
     assert env.summary.calls == []  # no transcription asked
 
 
+@ENGINES
 async def test_limit_reached_stops_notifies_and_completes(env: Env) -> None:
     await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_storage_event_enable=False)
@@ -394,6 +397,7 @@ async def test_1000_concurrent_starts_make_exactly_one_recording(env: Env) -> No
     assert len(await recording_of(env, room)) == 1
 
 
+@ENGINES
 @pytest.mark.parametrize(("code", "status"), [("internal", 502), ("unavailable", 503)])
 async def test_start_failure_is_502_or_503_and_frees_the_room(
     env: Env, code: str, status: int
@@ -413,6 +417,7 @@ async def test_start_failure_is_502_or_503_and_frees_the_room(
     assert response.status == 201
 
 
+@ENGINES
 async def test_stop_rules(env: Env) -> None:
     room, owner = await env_factory(env).room_with_role("owner")
     env.log_in(owner)
@@ -425,6 +430,7 @@ async def test_stop_rules(env: Env) -> None:
     ("fault", "status"),
     [("error", 502), ("http", 502), ("stall", 503), ("drop", 503), ("unavailable", 503)],
 )
+@ENGINES
 async def test_stop_failures_map_like_every_livekit_failure(
     env: Env, fault: str, status: int
 ) -> None:
@@ -449,6 +455,7 @@ async def test_stop_failures_map_like_every_livekit_failure(
     await wait_status(env, recording_id, "failed_to_stop")
 
 
+@ENGINES
 async def test_stop_of_a_starting_egress_is_aborted(env: Env) -> None:
     room, _, recording_id, _ = await started(env, "transcript")
     response = await env.client.post(url(room, "stop-recording"))  # still EGRESS_STARTING
@@ -517,6 +524,7 @@ async def test_feature_flag_off_is_404(env: Env) -> None:
 # -- storage hook ----------------------------------------------------------------------------
 
 
+@ENGINES
 async def test_storage_hook_auth_and_ignored_events(env: Env) -> None:
     hook = "/api/v1.0/recordings/storage-hook/"
     event = storage_event(uuid.uuid4(), "ogg")
@@ -539,6 +547,7 @@ async def test_storage_hook_auth_and_ignored_events(env: Env) -> None:
 # -- reconciliation --------------------------------------------------------------------------
 
 
+@ENGINES
 async def test_reconciliation_repairs_drift_from_lost_webhooks(env: Env) -> None:
     await env.client.close()  # one dispatcher at a time: the replaced app stops its own
     client = await env.make_client(recording_storage_event_enable=False)

@@ -11,6 +11,7 @@ from livekit import api
 from api import keys
 from coordinator.room import Snapshot
 from storage.records import RoomRecord
+from tests.conftest import ENGINES
 from tests.livekit_standin import LiveKitStandin, sign_webhook
 from tests.support.factories import Factory
 
@@ -27,6 +28,7 @@ def identities(snapshot: dict[str, Any]) -> list[str]:
     return sorted(p["identity"] for p in snapshot["participants"])
 
 
+@ENGINES
 async def test_participants_and_tracks_follow_webhooks(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:
@@ -46,6 +48,7 @@ async def test_participants_and_tracks_follow_webhooks(
     assert all(d.status == 200 for d in livekit_standin.webhooks.deliveries)
 
 
+@ENGINES
 async def test_duplicated_deliveries_end_in_the_correct_state(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:
@@ -63,6 +66,7 @@ async def test_duplicated_deliveries_end_in_the_correct_state(
     assert identities(await live(lk_client, room)) == ["bob"]
 
 
+@ENGINES
 async def test_reordered_deliveries_across_keys_end_in_the_correct_state(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:
@@ -89,6 +93,7 @@ async def test_reordered_deliveries_across_keys_end_in_the_correct_state(
     assert identities(await live(lk_client, room)) == ["ada", "bob"]
 
 
+@ENGINES
 async def test_room_finished_clears_participants_and_lobby(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:
@@ -164,6 +169,7 @@ async def test_filter_regex_and_connection_test_rooms_are_ignored(
     assert directory.active_rooms() == ["meet-room"]
 
 
+@ENGINES
 async def test_webhook_ingestion_survives_a_dropped_actor(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory
 ) -> None:
@@ -177,6 +183,7 @@ async def test_webhook_ingestion_survives_a_dropped_actor(
     assert identities(await live(lk_client, room)) == ["ada", "bob"]
 
 
+@ENGINES
 @pytest.mark.parametrize("listed_first", [False, True])
 async def test_a_join_replayed_after_a_restart_does_not_bring_back_who_left(
     lk_client: Client,

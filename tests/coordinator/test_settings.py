@@ -100,7 +100,10 @@ def test_django_secret_key_is_accepted() -> None:
         (BASE | {"LIVEKIT_DEFAULT_SOURCES": "camera,hologram"}, "LIVEKIT_DEFAULT_SOURCES"),
         (BASE | {"FRONTEND_CONFIGURATION": "{nope"}, "FRONTEND_CONFIGURATION"),
         (BASE | {"RECORDING_EXPIRATION_DAYS": "ten"}, "RECORDING_EXPIRATION_DAYS"),
-        (BASE | {"MEET_ENGINE": "ray"}, "MEET_ENGINE"),
+        (BASE | {"MEET_ENGINE": "ray"}, "DATABASE_URL"),  # Ray mode refuses SQLite
+        (BASE | {"MEET_ENGINE": "ray", "DB_ENGINE": "sqlite3"}, "DATABASE_URL"),
+        (BASE | {"MEET_ENGINE": "grid"}, "MEET_ENGINE"),
+        (BASE | {"RAY_HOSTS": "0"}, "RAY_HOSTS"),
         (BASE | {"RECORDING_EVENT_PARSER_CLASS": "xml"}, "RECORDING_EVENT_PARSER_CLASS"),
         (BASE | {"SUMMARY_SERVICE_VERSION": "two"}, "SUMMARY_SERVICE_VERSION"),
     ],
@@ -196,3 +199,29 @@ def test_parse_rate(value: str, expected: Rate | None) -> None:
 def test_bad_throttle_rates_name_the_variable(value: str) -> None:
     with pytest.raises(ConfigurationError, match="REQUEST_ENTRY_THROTTLE_RATES"):
         Settings.from_env(BASE | {"REQUEST_ENTRY_THROTTLE_RATES": value})
+
+
+def test_ray_engine_settings() -> None:
+    defaults = Settings.from_env(BASE)
+    assert (defaults.engine, defaults.ray_address, defaults.ray_namespace) == (
+        "local",
+        None,
+        "meet-coordinator",
+    )
+    assert defaults.ray_hosts == 2
+    settings = Settings.from_env(
+        BASE
+        | {
+            "MEET_ENGINE": "ray",
+            "DATABASE_URL": "postgresql://meet@127.0.0.1/meet",
+            "RAY_ADDRESS": "127.0.0.2:6379",
+            "RAY_NAMESPACE": "meet-staging",
+            "RAY_HOSTS": "4",
+        }
+    )
+    assert settings.engine == "ray"
+    assert (settings.ray_address, settings.ray_namespace, settings.ray_hosts) == (
+        "127.0.0.2:6379",
+        "meet-staging",
+        4,
+    )
