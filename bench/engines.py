@@ -51,6 +51,7 @@ from tests.support.ray_stack import (
 SECRET_KEY = "bench-secret-key-" + "b" * 40
 ROOMS = 64
 MEMORY_ROOMS = 1000
+NOT_BACK = 60.0
 WRK_SCRIPT = """
 local paths = {%s}
 local counter = 0
@@ -109,7 +110,10 @@ class Bench:
     def measure(
         self, label: str, served: Served, paths: list[str], headers: dict[str, str]
     ) -> None:
-        wrk(served.url, paths, headers, self.args.clients, 1, self.workdir)  # warm up
+        # Warm up: every room active first (an activation recovers the room from the database
+        # and LiveKit: it is not the command measured here).
+        asyncio.run(activate(served.url, paths, headers))
+        wrk(served.url, paths, headers, self.args.clients, 1, self.workdir)
         rate, p99, bad = wrk(
             served.url, paths, headers, self.args.clients, self.args.duration, self.workdir
         )
@@ -157,11 +161,14 @@ def failover(
         os.kill(victim, signal.SIGKILL)
         started = time.monotonic()
         while status_of(served.url + path, headers) != 200:
-            if time.monotonic() - started > 120:
-                raise SystemExit("a killed host did not come back in 120 s")
+            if time.monotonic() - started > NOT_BACK:
+                break
             time.sleep(0.05)
         times.append(time.monotonic() - started)
         print(f"  kill {len(times)}: back after {times[-1]:.2f} s", flush=True)
+        if times[-1] > NOT_BACK:
+            print(f"  (not back within {NOT_BACK:g} s: the logs are kept)", flush=True)
+            break
         while cluster.host_pids(SECOND_IP) in ([], [victim]):
             time.sleep(0.05)
     return times
@@ -249,10 +256,17 @@ def run(args: argparse.Namespace) -> None:
             f"memory on the hosts: {(after - before) / 1024 / 1024 / (ok / 1000):.1f} MiB "
             f"per 1,000 rooms ({ok} rooms activated, {len(pids)} hosts)"
         )
-    finally:
+    except BaseException:
+        print(f"failed: the logs are kept in {workdir}", flush=True)
         cluster.stop()
         loop.stop()
+        raise
+    cluster.stop()
+    loop.stop()
+    if max(times) <= NOT_BACK:
         shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"logs kept in {workdir}")
 
 
 def main(argv: list[str] | None = None) -> None:
