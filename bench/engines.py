@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> None:
                             after = sum(uss(p) for p in pids)
                     finally:
                         served.stop()
+            loop.run(livekit.stop())
         baseline = bench.rows[0][1]
         print(
             f"\n# bench.engines: {args.duration:.0f} s per cell, {args.clients} connections, "
