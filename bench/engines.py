@@ -195,6 +195,7 @@ def run(args: argparse.Namespace) -> None:
             owner = {"Cookie": f"sessionid={cookie}"}
             live_paths = [f"/api/v1.0/rooms/{r.id}/live/" for r in rooms]
             anonymous = [f"/api/v1.0/rooms/{r.slug}/" for r in rooms]
+            cluster.wait_ready()  # Ray's start-up would otherwise load the local engine's cell
             print("local engine", flush=True)
             local = Served(bench.env(cluster.address, 1), 1, workdir, engine="local")
             try:
@@ -202,7 +203,6 @@ def run(args: argparse.Namespace) -> None:
                 bench.measure("local engine, 1 front end", local, live_paths, owner)
             finally:
                 local.stop()
-            cluster.wait_ready()
             anonymous_rows: dict[int, float] = {}
             for hosts in (1, 2, 4):
                 for front_ends in (1, 2):
