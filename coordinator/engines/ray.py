@@ -21,7 +21,8 @@ egresses from LiveKit, lobby entries from the database). A command whose host di
 sent once more with the same ``command_id`` when it is safe to (``RESENDABLE``), else answered
 503: never a wrong answer, never applied twice.
 
-This is the only module that imports ``ray``.
+This is the only module that imports ``ray``, and only when first used (``connect`` sets the
+environment Ray reads at import: on one machine it then stays on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
-import ray
-from ray.exceptions import ActorDiedError, RayActorError
 
 from coordinator.actor import LocalDirectory
 from coordinator.engines.lobby import LobbyJournal
@@ -96,6 +95,19 @@ LOBBY_SWEEP_SECONDS = 60.0
 RECORDING_IDS = uuid.UUID("5b0f6f55-3c55-4d0e-9a7e-1f3c8f0b6a21")  # uuid5 namespace
 
 
+def _ray() -> Any:
+    import ray
+
+    return ray
+
+
+def _host_failure() -> tuple[type[BaseException], type[BaseException]]:
+    """Ray's errors for a host that failed under a call: (any failure, died for good)."""
+    from ray.exceptions import ActorDiedError, RayActorError
+
+    return RayActorError, ActorDiedError
+
+
 def host_names(count: int) -> list[str]:
     return [f"{HOST_PREFIX}{index}" for index in range(count)]
 
@@ -145,12 +157,15 @@ def _canonical(value: Any) -> Any:
 def connect(address: str | None, *, namespace: str, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` as a driver; None or "local": start one for this
     machine (no dashboard, loopback only). Token auth is off unless RAY_AUTH_TOKEN is set."""
-    if ray.is_initialized():
-        return
     if not os.environ.get("RAY_AUTH_TOKEN"):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address in (None, "", "local"):
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray uses 127.0.0.1
+    local = address in (None, "", "local")
+    if local:  # read when ray is imported: Ray then advertises 127.0.0.1, not the external IP
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    if local:
         ray.init(
             address="local",
             namespace=namespace,
@@ -164,25 +179,31 @@ def connect(address: str | None, *, namespace: str, num_cpus: int | None = None)
 
 
 def _host_class() -> Any:
-    return ray.remote(RoomHost)
+    return _ray().remote(RoomHost)
 
 
 def host_handle(name: str, *, namespace: str) -> Any:
-    return ray.get_actor(name, namespace=namespace)
+    return _ray().get_actor(name, namespace=namespace)
 
 
 def remove_hosts(names: list[str], *, namespace: str) -> None:
     """Kill the hosts for good (no restart) and leave Ray (tests; operators' teardown)."""
     for name in names:
         try:
-            ray.kill(host_handle(name, namespace=namespace), no_restart=True)
+            _ray().kill(host_handle(name, namespace=namespace), no_restart=True)
         except ValueError:
             pass
 
 
+def node_address() -> str:
+    """The address this driver's Ray node advertises (127.0.0.1 for a local Ray)."""
+    address: str = _ray().util.get_node_ip_address()
+    return address
+
+
 def disconnect() -> None:
     """Leave Ray; a Ray started by :func:`connect` for this machine stops with it."""
-    ray.shutdown()
+    _ray().shutdown()
 
 
 def ensure_hosts(count: int, settings_env: Mapping[str, str], *, namespace: str) -> list[str]:
@@ -204,7 +225,7 @@ def ensure_hosts(count: int, settings_env: Mapping[str, str], *, namespace: str)
         ).remote(dict(settings_env))
         for name in names
     ]
-    ray.get([handle.ready.remote() for handle in handles])
+    _ray().get([handle.ready.remote() for handle in handles])
     return names
 
 
@@ -468,9 +489,15 @@ class RayDirectory:
         loop = asyncio.get_running_loop()
         resends = 1 if isinstance(command, RESENDABLE) else 0
         configured = False
+        failed, died = _host_failure()
         while True:
             name = self.host_of(room)
-            handle = self._handle(name)
+            try:
+                handle = self._handle(name)
+            except Unavailable:  # gone for good: its rooms go to the other hosts
+                if not self.live_hosts():
+                    raise
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Unavailable(BUSY_MESSAGE)
@@ -479,8 +506,8 @@ class RayDirectory:
                 kind, value = await asyncio.wait_for(reference, remaining)
             except TimeoutError:
                 raise Unavailable(BUSY_MESSAGE) from None
-            except RayActorError as exc:
-                if isinstance(exc, ActorDiedError):
+            except failed as exc:
+                if isinstance(exc, died):
                     self._dead.add(name)  # its rooms move to the other hosts
                 self._handles.pop(name, None)
                 log.warning("room %s: host %s failed: %s", room, name, type(exc).__name__)
@@ -508,7 +535,7 @@ class RayDirectory:
             health: dict[str, Any] = await asyncio.wait_for(
                 handle.health.remote(name), HEALTH_TIMEOUT
             )
-        except (RayActorError, CoordinatorError, TimeoutError):
+        except (_host_failure()[0], CoordinatorError, TimeoutError):
             self._handles.pop(name, None)
             return {
                 "name": name,
@@ -525,12 +552,21 @@ class RayDirectory:
         return list(self._active)
 
     async def refresh(self) -> list[str]:
+        """Ask the hosts for their rooms; a host seen dead that exists again is used again."""
+        for name in list(self._dead):
+            try:
+                handle = host_handle(name, namespace=self._namespace)
+                await asyncio.wait_for(handle.ready.remote(), HEALTH_TIMEOUT)
+            except (ValueError, _host_failure()[0], TimeoutError):
+                continue
+            self._handles[name] = handle
+            self._dead.discard(name)
         rooms: list[str] = []
         for name in self.live_hosts():
             try:
                 handle = self._handle(name)
                 rooms += await asyncio.wait_for(handle.active_rooms.remote(), HEALTH_TIMEOUT)
-            except (RayActorError, CoordinatorError, TimeoutError):
+            except (_host_failure()[0], CoordinatorError, TimeoutError):
                 self._handles.pop(name, None)
         self._active = rooms
         return rooms

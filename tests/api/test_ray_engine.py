@@ -153,6 +153,15 @@ async def test_health_shows_every_host(env: Env, engine: str) -> None:
 # -- Ray only ----------------------------------------------------------------------------------
 
 
+def test_a_local_ray_stays_on_loopback(ray_cluster: list[str]) -> None:
+    """Started by ``connect`` for one machine, Ray advertises 127.0.0.1 (it advertised the
+    machine's external address before ``connect`` set Ray's environment ahead of its import)."""
+    from coordinator.engines.ray import node_address
+
+    assert ray_cluster == ["room-host-0", "room-host-1"]
+    assert node_address() == "127.0.0.1"
+
+
 async def _one_recording(env: Env, room: Any) -> Any:
     [record] = await recording_of(env, room)
     return record
@@ -310,3 +319,23 @@ async def test_a_killed_host_restarts_its_rooms_and_nothing_is_applied_twice(env
     assert back["status"] == "accepted" and back["livekit"]["room"] == str(restricted.id)
     assert (await ask(env.client, restricted, waiting["cookie"]))["status"] == "waiting"
     assert len(env.livekit.calls_for("StartRoomCompositeEgress")) <= 3
+
+
+@RAY_ONLY
+async def test_a_host_gone_for_good_moves_its_rooms_to_the_others(env: Env) -> None:
+    """A host killed without restart (ActorDiedError): its rooms are placed on the live hosts
+    and serve there, recovered from the database and LiveKit; the host is used again once it
+    exists again (the next front end to start creates it)."""
+    from coordinator.engines.ray import remove_hosts
+
+    directory: Any = env.client.app[keys.DIRECTORY]
+    room, _, recording_id, _ = await started(env, "transcript")
+    gone = directory.host_of(str(room.id))
+    remove_hosts([gone], namespace=directory._namespace)
+    snapshot, _ = await _serves_again(directory, str(room.id))
+    assert directory.host_of(str(room.id)) != gone
+    assert snapshot["recording"]["id"] == str(recording_id)
+    assert snapshot["recording"]["status"] == "active"
+    await directory.start()  # creates the missing host again (get_if_exists)
+    await directory.refresh()
+    assert directory.host_of(str(room.id)) == gone

@@ -430,7 +430,6 @@ async def test_stop_rules(env: Env) -> None:
     ("fault", "status"),
     [("error", 502), ("http", 502), ("stall", 503), ("drop", 503), ("unavailable", 503)],
 )
-@ENGINES
 async def test_stop_failures_map_like_every_livekit_failure(
     env: Env, fault: str, status: int
 ) -> None:
