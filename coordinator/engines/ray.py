@@ -605,7 +605,7 @@ class RayDirectory:
 def host_pids(names: list[str], *, namespace: str) -> dict[str, int]:
     """Each host's process id (a driver connected with :func:`connect`)."""
     handles = [host_handle(name, namespace=namespace) for name in names]
-    pids = ray.get([handle.pid.remote() for handle in handles], timeout=30)
+    pids = _ray().get([handle.pid.remote() for handle in handles], timeout=30)
     return dict(zip(names, pids, strict=True))
 
 
@@ -619,7 +619,7 @@ def host_placement(name: str, names: list[str]) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = sorted(
-        (n for n in ray.nodes() if n.get("Alive")),  # type: ignore[no-untyped-call]
+        (n for n in _ray().nodes() if n.get("Alive")),  # type: ignore[no-untyped-call]
         key=lambda n: (n.get("NodeManagerAddress", ""), n["NodeID"]),
     )
     if not nodes:
