@@ -263,8 +263,13 @@ async def serve(
     header_timeout: float,
     max_connections: int | None,
     print_: Callable[[str], None] = print,
+    reuse_port: bool = False,
 ) -> None:
-    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM."""
+    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM.
+
+    ``reuse_port``: bind with ``SO_REUSEPORT`` so several processes (``serve --workers N``)
+    listen on one port, the kernel spreading new connections over them.
+    """
     open_files = raise_open_file_limit()
     cap = connection_cap(max_connections, open_files)
     runner = web.AppRunner(
@@ -275,7 +280,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    sock = socket.create_server((host, port), backlog=1024)
+    sock = socket.create_server((host, port), backlog=1024, reuse_port=reuse_port)
     sock.setblocking(False)
     assert runner.server is not None
     guard = ConnectionGuard(cap=cap, header_timeout=header_timeout)

@@ -34,6 +34,14 @@ def _migrate_only_settings() -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from coordinator.serve_command import run_serve
+
+    return run_serve(args, serve_here)
+
+
+def serve_here(args: argparse.Namespace, worker: int | None) -> int:
+    """Serve in this process; ``worker``: the index of a supervised worker (its port is shared
+    with the other workers through SO_REUSEPORT, its log lines say which worker wrote them)."""
     from aiohttp import web
 
     from api.access_log import access_logger_for
@@ -42,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from coordinator.logs import configure_logging, is_json_format
 
     settings = _settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, worker=worker)
     app = create_app(settings)
 
     async def freeze_startup_objects(_: web.Application) -> None:
@@ -50,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gc.freeze()  # long-lived startup objects leave the GC's scans: shorter pauses
 
     app.on_startup.append(freeze_startup_objects)
+    prefix = "" if worker is None else f"worker {worker}: "
     asyncio.run(
         serve(
             app,
@@ -59,7 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log_class=access_logger_for(is_json_format(settings.log_format)),
             header_timeout=settings.header_timeout_seconds,
             max_connections=settings.max_connections,
-            print_=lambda message: print(message, flush=True),
+            print_=lambda message: print(prefix + message, flush=True),
+            reuse_port=worker is not None,
         )
     )
     return 0
@@ -84,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8071)
     serve.add_argument("--no-access-log", action="store_true", help="disable the access log")
+    from coordinator.serve_command import add_serve_arguments, register_ray_hosts
+
+    add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
     migrate = commands.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument("--revision", default="head")
@@ -97,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     from coordinator.file_commands import register as register_files
 
     register_files(commands)
+    register_ray_hosts(commands)
     return parser
 
 

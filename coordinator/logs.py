@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -57,8 +58,12 @@ def scrub_value(value: Any) -> Any:
     return value
 
 
+# Fields of every line of this process: a supervised worker's index and pid (configure_logging).
+PROCESS_FIELDS: dict[str, Any] = {}
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = dict(PROCESS_FIELDS)
     request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
     if request_id:
         fields["request_id"] = request_id
@@ -116,8 +121,14 @@ def formatter_for(log_format: str, stream: IO[str] | None = None) -> logging.For
     return TextFormatter() if log_format == "text" else JsonFormatter()
 
 
-def configure_logging(log_format: str = "auto", level: str = "INFO") -> logging.Handler:
-    """One stderr handler on the root logger with the chosen format and level."""
+def configure_logging(
+    log_format: str = "auto", level: str = "INFO", *, worker: int | None = None
+) -> logging.Handler:
+    """One stderr handler on the root logger with the chosen format and level; ``worker``: a
+    supervised worker's index, written with its pid on every line (``worker=1 pid=…``)."""
+    PROCESS_FIELDS.clear()
+    if worker is not None:
+        PROCESS_FIELDS.update(worker=worker, pid=os.getpid())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(log_format, sys.stderr))
     root = logging.getLogger()
