@@ -51,7 +51,7 @@ from coordinator.rooms import RoomService
 from coordinator.sessions import LoginSessions
 from coordinator.settings import Settings
 from coordinator.telemetry import Metrics, request_id_trace
-from storage.engine import create_engine, create_sessionmaker
+from storage.engine import close_writes, create_engine, create_sessionmaker
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -116,6 +116,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.ACCESSES] = AccessService(sessionmaker, room_service.cache)
     app[keys.LOGIN_SESSIONS] = LoginSessions(sessionmaker, room_service.cache)
     yield
+    await close_writes(sessionmaker)
     await engine.dispose()
 
 

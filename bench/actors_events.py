@@ -55,6 +55,30 @@ class EventSet:
         return sum(len(room) for room in self.expected.values())
 
 
+def session(
+    rng: random.Random, joined_at: int, *, video: bool
+) -> tuple[models.ParticipantInfo, models.TrackInfo]:
+    """A participant session as LiveKit describes it, and its camera or microphone track."""
+    info = models.ParticipantInfo(
+        identity=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        sid=livekit_id(rng, "PA_"),
+        name=person(rng),
+        state=models.ParticipantInfo.State.ACTIVE,
+        joined_at=joined_at,
+        attributes={"role": rng.choice(("member", "owner")), "handRaised": "false"},
+        kind=models.ParticipantInfo.Kind.STANDARD,
+    )
+    track = models.TrackInfo(
+        sid=livekit_id(rng, "TR_"),
+        type=models.TrackType.VIDEO if video else models.TrackType.AUDIO,
+        source=models.TrackSource.CAMERA if video else models.TrackSource.MICROPHONE,
+        name="camera" if video else "microphone",
+        width=1280 if video else 0,
+        height=720 if video else 0,
+    )
+    return info, track
+
+
 def sessions_per_room(events_per_room: int) -> int:
     """``P`` such that ``2P + P // 2`` is close to ``events_per_room``."""
     return max(2, round(events_per_room / 2.5))
@@ -73,24 +97,7 @@ def signed_events(
         room = models.Room(name=room_name, sid=livekit_id(rng, "RM_"))
         kept: dict[str, frozenset[str]] = {}
         for n in range(sessions):
-            info = models.ParticipantInfo(
-                identity=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                sid=livekit_id(rng, "PA_"),
-                name=person(rng),
-                state=models.ParticipantInfo.State.ACTIVE,
-                joined_at=now - rng.randrange(600),
-                attributes={"role": rng.choice(("member", "owner")), "handRaised": "false"},
-                kind=models.ParticipantInfo.Kind.STANDARD,
-            )
-            video = n % 2 == 0
-            track = models.TrackInfo(
-                sid=livekit_id(rng, "TR_"),
-                type=models.TrackType.VIDEO if video else models.TrackType.AUDIO,
-                source=models.TrackSource.CAMERA if video else models.TrackSource.MICROPHONE,
-                name="camera" if video else "microphone",
-                width=1280 if video else 0,
-                height=720 if video else 0,
-            )
+            info, track = session(rng, now - rng.randrange(600), video=n % 2 == 0)
             kinds = ["participant_joined", "track_published"]
             if n % 2 == 0:
                 kinds.append("participant_left")
@@ -108,6 +115,17 @@ def signed_events(
                     event.track.CopyFrom(track)
                 pending.append((room_name, event))
         result.expected[room_name] = kept
+    return shuffled_and_signed(rng, pending, result, key, secret)
+
+
+def shuffled_and_signed(
+    rng: random.Random,
+    pending: list[tuple[str, api.WebhookEvent]],
+    result: EventSet,
+    key: str,
+    secret: str,
+) -> EventSet:
+    """``pending`` (room, event) shuffled, signed now and appended to ``result``."""
     rng.shuffle(pending)
     for room_name, event in pending:
         body, headers = sign_webhook(event, key, secret)

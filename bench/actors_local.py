@@ -101,7 +101,7 @@ class InstantRecordings:
     ) -> StepResult:
         return StepResult()
 
-    async def end(self, room: str) -> StepResult:
+    async def end(self, room: str, *, recording: Any = None) -> StepResult:
         return StepResult()
 
     async def finish(self, room: str, *, recording_id: uuid.UUID) -> StepResult:

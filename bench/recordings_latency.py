@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import gc
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -46,7 +48,7 @@ from coordinator.room import StartRecording, StopRecording
 from coordinator.rooms import RoomService
 from coordinator.settings import LiveKitSettings, Secret
 from storage.engine import create_engine
-from storage.models import Recording, ResourceAccess, Room, User, utcnow
+from storage.models import LoginSession, Recording, ResourceAccess, Room, User, utcnow
 from tests.livekit_standin import LiveKitStandin
 
 EGRESS_CALLS = frozenset({"StartRoomCompositeEgress", "StopEgress"})
@@ -251,6 +253,7 @@ async def seed_rooms(url: str, count: int) -> list[BenchRoom]:
     users: list[dict[str, Any]] = []
     rooms: list[dict[str, Any]] = []
     accesses: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
     out: list[BenchRoom] = []
     for i in range(count):
         user_id, room_id = uuid.uuid4(), uuid.uuid4()
@@ -293,7 +296,15 @@ async def seed_rooms(url: str, count: int) -> list[BenchRoom]:
                 "updated_at": now,
             }
         )
-        cookie = codec.encode({"uid": str(user_id), "exp": int(time.time()) + 86400})
+        key = uuid.uuid4().hex  # an open server-side session (a cookie alone proves nothing)
+        sessions.append(
+            {
+                "key_hash": hashlib.sha256(key.encode()).hexdigest(),
+                "user_id": user_id,
+                "expires_at": now + timedelta(days=1),
+            }
+        )
+        cookie = codec.encode({"sid": key, "uid": str(user_id), "exp": int(time.time()) + 86400})
         headers = {
             "Cookie": f"{SESSION_COOKIE}={cookie}; {CSRF_COOKIE}=bench",
             CSRF_HEADER: "bench",
@@ -304,6 +315,7 @@ async def seed_rooms(url: str, count: int) -> list[BenchRoom]:
         await connection.execute(insert(User), users)
         await connection.execute(insert(Room), rooms)
         await connection.execute(insert(ResourceAccess), accesses)
+        await connection.execute(insert(LoginSession), sessions)
     await engine.dispose()
     return out
 

@@ -200,24 +200,26 @@ class RecordingLifecycle:
         metadata = {"recording_mode": options.get("original_mode") or earlier.mode}
         return StepResult(reply, TrackRecording(state, metadata))
 
-    async def end(self, room: str) -> StepResult:
+    async def end(self, room: str, *, recording: RecordingState | None = None) -> StepResult:
+        """Stop the room's active recording: ``recording`` is the actor's view of the one in
+        flight (no read then); without it, the database says."""
         slug = await self._slug(room)
         room_id = parse_uuid(room)
-        record = None
-        if room_id is not None:
+        if recording is None and room_id is not None:
             async with self._sessionmaker() as session:
-                record = await store.in_flight_recording(session, room_id)
-        if record is None or record.status != "active" or not record.worker_id:
+                recording = recording_state(await store.in_flight_recording(session, room_id))
+        if recording is None or recording.status != "active" or not recording.egress_id:
             raise NotFound("No active recording found for this room.")
+        recording_id = recording.id
         try:
-            egress = await self._media.stop_egress(record.worker_id)
+            egress = await self._media.stop_egress(recording.egress_id)
         except CoordinatorError as exc:
-            log.warning("room %s: recording %s failed to stop: %s", room, record.id, exc)
-            await self.set_status(record.id, "failed_to_stop", ("active",))
+            log.warning("room %s: recording %s failed to stop: %s", room, recording_id, exc)
+            await self.set_status(recording_id, "failed_to_stop", ("active",))
             body = {"error": f"Recording failed to stop for room {slug}"}
             raise livekit_failure(exc, body) from exc
         status = STOP_STATUS.get(egress.status, "failed_to_stop")
-        await self.set_status(record.id, status, ("active",))
+        await self.set_status(recording_id, status, ("active",))
         reply = {"message": f"Recording stopped for room {slug}."}
         return StepResult(reply, TrackRecording(None))
 

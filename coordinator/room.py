@@ -465,7 +465,9 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
             sweep = RecordingStep("reconcile", detached=True)
             return Decision(state, (sweep, Later(command.recheck_after, ReconcileRecording())))
         case StopRecording():
-            return Decision(state, (RecordingStep("end"),))
+            # The recording in flight as this actor knows it: the stop needs no re-read.
+            known = {"recording": state.recording} if state.recording is not None else {}
+            return Decision(state, (RecordingStep("end", known),))
         case FinishRecording():
             return Decision(
                 state, (RecordingStep("finish", {"recording_id": command.recording_id}),)

@@ -180,22 +180,33 @@ class RoomService:
 
     async def _room(self, lookup: str, *, fresh: bool) -> RoomRecord | None:
         """The room named by ``lookup``: a UUID (its id), else a slug after slugification."""
-        room_id = parse_uuid(lookup)
-        slug = slugify(lookup)
+        room_id, slug, key = self._room_key(lookup)
 
         async def load() -> tuple[RoomRecord | None]:
-            async with self._sessionmaker() as session:
-                found = None
-                if room_id is not None:
-                    found = await room_store.get_room(session, room_id=room_id)
-                if found is None:
-                    found = await room_store.get_room(session, slug=slug)
+            found = await self._load_room(room_id, slug, None)
             return (found[0] if found else None,)
 
         if fresh or not self.cache.enabled:
             return (await load())[0]
-        key = f"id:{room_id}" if room_id is not None else f"slug:{slug}"
         return (await self.cache.rooms.fetch(key, load))[0]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _room_key(lookup: str) -> tuple[uuid.UUID | None, str, str]:
+        room_id = parse_uuid(lookup)
+        slug = slugify(lookup)
+        return room_id, slug, f"id:{room_id}" if room_id is not None else f"slug:{slug}"
+
+    async def _load_room(
+        self, room_id: uuid.UUID | None, slug: str, user_id: uuid.UUID | None
+    ) -> tuple[RoomRecord, str | None] | None:
+        """One round trip: the room (by id, else by slug) joined with ``user_id``'s access."""
+        async with self._sessionmaker() as session:
+            found = None
+            if room_id is not None:
+                found = await room_store.get_room(session, room_id=room_id, user_id=user_id)
+            if found is None:
+                found = await room_store.get_room(session, slug=slug, user_id=user_id)
+        return found
 
     async def _role(
         self, room_id: uuid.UUID, user: UserRecord | None, *, fresh: bool
@@ -230,10 +241,32 @@ class RoomService:
     async def find(
         self, lookup: str, user: UserRecord | None, *, fresh: bool = False
     ) -> tuple[RoomRecord, str | None] | None:
-        """The room named by ``lookup`` and the caller's role; ``fresh`` bypasses the cache."""
-        room = await self._room(lookup, fresh=fresh)
+        """The room named by ``lookup`` and the caller's role; ``fresh`` bypasses the cache.
+
+        A room read from the database comes with the caller's role (one query, which also
+        fills the role cache); concurrent misses of one room share that query."""
+        room_id, slug, key = self._room_key(lookup)
+        user_id = user.id if user is not None else None
+        loaded: list[str | None] = []
+
+        async def load() -> tuple[RoomRecord | None]:
+            found = await self._load_room(room_id, slug, user_id)
+            if found is None:
+                return (None,)
+            if user_id is not None:
+                loaded.append(found[1])
+                if self.cache.enabled:
+                    self.cache.roles.set((found[0].id, user_id), (found[1],))
+            return (found[0],)
+
+        if fresh or not self.cache.enabled:
+            room = (await load())[0]
+        else:
+            room = (await self.cache.rooms.fetch(key, load))[0]
         if room is None:
             return None
+        if loaded:
+            return room, loaded[0]
         return room, await self._role(room.id, user, fresh=fresh)
 
     async def get(
@@ -294,16 +327,12 @@ class RoomService:
             )
         return slug
 
-    async def _new_pin(self, session: Any) -> str | None:
+    def _new_pin(self) -> str | None:
         settings = self._settings
         if not (settings.room_telephony_enabled or settings.roomkit_enabled):
             return None
         length = settings.room_telephony_pin_length
-        for _ in range(settings.room_telephony_pin_max_retries):
-            pin = str(secrets.randbelow(10**length)).zfill(length)
-            if not await room_store.pin_code_exists(session, pin):
-                return pin
-        return None
+        return str(secrets.randbelow(10**length)).zfill(length)
 
     async def create(
         self,
@@ -326,26 +355,37 @@ class RoomService:
             )
         if not configuration and apply_user_defaults:
             configuration = dict(user.default_room_configuration or {})
-        try:
-            async with self._sessionmaker.begin() as session:
-                room, owner_access = await room_store.create_room(
-                    session,
+        # The unique indexes decide: no read first. A conflict is the slug's (a race or a
+        # duplicate name: 400) unless the slug is free, then the random PIN's: another PIN,
+        # and after ROOM_TELEPHONY_PIN_MAX_RETRIES conflicts the room gets none.
+        pin = self._new_pin()
+        retries = self._settings.room_telephony_pin_max_retries
+        while True:
+            try:
+                room, owner_access = await room_store.insert_room(
+                    self._sessionmaker,
                     owner_id=user.id,
                     name=name,
                     slug=slug,
                     access_level=access_level,
                     configuration=configuration,
-                    pin_code=await self._new_pin(session),
+                    pin_code=pin,
                 )
-        except IntegrityError:
-            # The unique slug index decides races; a duplicate PIN is retried nowhere because
-            # _new_pin checked it and PIN collisions need 10^length rooms.
-            raise _duplicate_slug() from None
+                break
+            except IntegrityError:
+                if pin is None or await self._slug_taken(slug):
+                    raise _duplicate_slug() from None
+                retries -= 1
+                pin = self._new_pin() if retries > 0 else None
         self.cache.forget_room(room.id, slug)
         if callback_id:
             self.creation_callbacks.set(callback_id, {"slug": slug})
         accesses = [replace(owner_access, user=user)]
         return self._view(room, "owner", user, username, accesses)
+
+    async def _slug_taken(self, slug: str) -> bool:
+        async with self._sessionmaker() as session:
+            return await room_store.slug_exists(session, slug)
 
     async def update(self, lookup: str, user: UserRecord | None, changes: RoomChanges) -> RoomView:
         user = require_user(user)

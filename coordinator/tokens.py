@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
+import hmac
 import json
 import random
 import time
@@ -40,12 +43,24 @@ _JWS = PyJWS(algorithms=[])
 _JWS.register_algorithm("HS256", _PreparedKeyHMAC())
 
 
+# PyJWT's header segment for HS256: base64url of ``{"alg":"HS256","typ":"JWT"}``.
+_HS256_HEADER = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 def encode_hs256(claims: dict[str, Any], secret: str) -> str:
-    """PyJWT's JWS encoding of ``claims`` with HS256 (the LiveKit token format)."""
+    """The JWS (HS256) of ``claims``, byte for byte what PyJWT's ``encode`` makes (the
+    LiveKit token format), without its per-call key checks and header serialisation."""
     payload = json.dumps(claims, separators=(",", ":")).encode()
-    return _JWS.encode(payload, secret, algorithm="HS256")
+    signing_input = _HS256_HEADER + b"." + _b64url(payload)
+    signature = hmac.digest(secret.encode(), signing_input, "sha256")
+    return (signing_input + b"." + _b64url(signature)).decode()
 
 
+@functools.lru_cache(maxsize=4096)
 def participant_color(identity: str) -> str:
     """A stable ``hsl(H, S%, L%)`` colour derived from the identity (SHA-1 seeded PRNG)."""
     digest = hashlib.sha1(identity.encode(), usedforsecurity=False).hexdigest()

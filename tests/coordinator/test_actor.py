@@ -89,7 +89,7 @@ class FakeRecordings:
     ) -> StepResult:
         return StepResult({"message": "started"})
 
-    async def end(self, room: str) -> StepResult:
+    async def end(self, room: str, *, recording: RecordingState | None = None) -> StepResult:
         return StepResult({"message": "stopped"})
 
     async def finish(self, room: str, *, recording_id: uuid.UUID) -> StepResult:
