@@ -36,9 +36,10 @@ from typing import Any
 
 import aiohttp
 
-from bench.rooms import _ms, database
+from bench.rooms import _ms
 from storage.migrate import upgrade
 from tests.livekit_standin import LiveKitStandin
+from tests.support.postgres import PostgresCluster, find_bindir
 from tests.support.ray_stack import (
     SECOND_IP,
     LoopThread,
@@ -187,7 +188,13 @@ def run(args: argparse.Namespace) -> None:
     cluster = TwoNodeCluster(workdir)
     try:
         cluster.start()
-        with database("postgres", workdir) as url:
+        bindir = find_bindir()
+        if bindir is None:
+            raise SystemExit("PostgreSQL binaries not found (initdb/pg_ctl)")
+        postgres = PostgresCluster(bindir)
+        postgres.start()
+        try:
+            url = postgres.url()
             asyncio.run(upgrade(url))
             livekit = loop.run(LiveKitStandin().start())
             cookie, rooms = asyncio.run(seed(url, ROOMS, SECRET_KEY))
@@ -236,6 +243,8 @@ def run(args: argparse.Namespace) -> None:
                     finally:
                         served.stop()
             loop.run(livekit.stop())
+        finally:
+            postgres.stop()
         baseline = bench.rows[0][1]
         print(
             f"\n# bench.engines: {args.duration:.0f} s per cell, {args.clients} connections, "
