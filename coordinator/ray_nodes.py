@@ -29,7 +29,9 @@ from coordinator import supervisor
 
 READY_LINE = "Ray runtime started."
 LOCAL_IP = "127.0.0.1"
-_RAY_VARIABLES = ("RAY_ADDRESS", "RAY_NAMESPACE", "RAY_HOSTS")
+# Not inherited by a node we start: our settings, and the single-node loopback switch (a
+# raylet joining a head refuses it; the local head sets it again through ``env``).
+_RAY_VARIABLES = ("RAY_ADDRESS", "RAY_NAMESPACE", "RAY_HOSTS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 
 
 class RayStartError(RuntimeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +32,11 @@ def run_in_thread(coroutine: Any) -> None:
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, coroutine).result()
 
+
+# Ray reads this when it is imported, and any test may import it first: set before any test
+# runs, so the session's local Ray advertises 127.0.0.1 (ray.md). Nodes and front ends that
+# tests start for a multi-node cluster are given environments without it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 TEST_SECRET_KEY = "test-secret-key-" + "k" * 40
 LIVEKIT_KEY = "devkey-meet-coordinator"

@@ -118,7 +118,7 @@ async def test_unknown_api_paths_are_404_for_every_method(
     for path in (
         "/api/v1.0/unknown/",
         "/api/v1.0/unknown",
-        "/api/v1.0/files?page=1&page_size=20",
+        "/api/v1.0/nothing-here?page=1&page_size=20",
         "/api/",
         "/api",
         "/api/v2.0/rooms/",
