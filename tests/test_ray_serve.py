@@ -228,7 +228,7 @@ async def test_a_killed_host_costs_seconds_and_no_wrong_answer(stack: Stack) -> 
         found = time.monotonic() + 10  # a worker's title is set once it runs the actor
         while not stack.cluster.host_pids(SECOND_IP):
             assert time.monotonic() < found, "no room host on the second raylet"
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
         [victim] = stack.cluster.host_pids(SECOND_IP)
         statuses: list[int] = []
         wrong: list[Any] = []
