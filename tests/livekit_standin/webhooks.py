@@ -359,7 +359,7 @@ class WebhookEmitter:
                 return
             await asyncio.sleep(min(self.retry_delay * 2 ** (attempt - 1), 1.0))
 
-    async def drain(self, max_wait: float = 5.0) -> None:
+    async def drain(self, max_wait: float = 15.0) -> None:
         """Wait until every queue that is not held is empty and idle.
 
         Raises ``TimeoutError`` after ``max_wait`` seconds.

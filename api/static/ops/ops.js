@@ -326,7 +326,7 @@
       el("td", { class: "mono" }, h.name),
       el("td", {}, el("span", { class: `pill ${h.alive ? "ok" : "bad"}` }, h.alive ? "alive" : "down")),
       el("td", { class: "num" }, h.rooms), el("td", { class: "num" }, h.queued),
-      el("td", { class: "num" }, `${number(h.oldest_queued_seconds, 2)}s`))));
+      el("td", { class: "num" }, h.oldest_queued_seconds == null ? "–" : `${number(h.oldest_queued_seconds, 2)}s`))));
     const t = state.totals;
     $("streams").textContent = `${state.streams.subscribers} live dashboard stream(s), ${state.streams.dropped} cut off for lagging · ` +
       `${t.webhooks} webhooks, ${t.requests} requests since start (${duration(t.uptime_seconds)} ago)`;
