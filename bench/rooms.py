@@ -454,9 +454,12 @@ async def bench_http(
     workdir: Path,
     profile: Path | None,
     kind: str,
+    only: str | None = None,
 ) -> list[Result]:
     results = []
     for scenario in scenarios(seeded):
+        if only is not None and not re.search(only, scenario.name):
+            continue
         for clients in concurrency:
             if loadgen == "wrk":
                 run_wrk(srv, scenario, clients, min(1.0, duration / 4), workdir)  # warm up
@@ -665,6 +668,7 @@ async def bench_database(kind: str, args: argparse.Namespace) -> bool:
                             workdir,
                             args.profile,
                             kind,
+                            args.only,
                         )
                         print()
                         print_http(results)
@@ -721,6 +725,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--server-root", type=Path, help="serve the code of another checkout (before/after)"
+    )
+    parser.add_argument(
+        "--only", help="run only the HTTP scenarios whose name matches this regular expression"
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy the server during the top-concurrency cells"
