@@ -25,7 +25,7 @@ from coordinator.cache import TTLCache
 from coordinator.errors import NotAuthenticated, PermissionDenied
 from coordinator.identity import INACTIVE, LoginRefused, resolve_user
 from coordinator.settings import Settings
-from storage import users as user_store
+from storage import reads
 from storage.records import UserRecord
 
 log = logging.getLogger(__name__)
@@ -229,8 +229,7 @@ async def load_user(request: web.Request, user_id: uuid.UUID) -> UserRecord | No
     sessionmaker = request.app[keys.SESSIONMAKER]
 
     async def load() -> tuple[UserRecord | None]:
-        async with sessionmaker() as session:
-            return (await user_store.get_user(session, user_id),)
+        return (await reads.user(reads.reader(sessionmaker), user_id),)
 
     cache = request.app[keys.ROOMS].cache
     return (await cache.users.fetch(user_id, load) if cache.enabled else await load())[0]

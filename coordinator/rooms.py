@@ -27,6 +27,7 @@ from coordinator.room import SyncRoomSettings
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid, slugify
 from coordinator.tokens import Participant, mint_token, new_identity, publish_sources
+from storage import reads
 from storage import rooms as room_store
 from storage import users as user_store
 from storage.engine import SessionMaker
@@ -200,12 +201,12 @@ class RoomService:
         self, room_id: uuid.UUID | None, slug: str, user_id: uuid.UUID | None
     ) -> tuple[RoomRecord, str | None] | None:
         """One round trip: the room (by id, else by slug) joined with ``user_id``'s access."""
-        async with self._sessionmaker() as session:
-            found = None
-            if room_id is not None:
-                found = await room_store.get_room(session, room_id=room_id, user_id=user_id)
-            if found is None:
-                found = await room_store.get_room(session, slug=slug, user_id=user_id)
+        source = reads.reader(self._sessionmaker)
+        found = None
+        if room_id is not None:
+            found = await reads.room(source, room_id=room_id, user_id=user_id)
+        if found is None:
+            found = await reads.room(source, slug=slug, user_id=user_id)
         return found
 
     async def _role(
@@ -226,8 +227,8 @@ class RoomService:
 
     async def _accesses(self, room_id: uuid.UUID) -> list[AccessRecord]:
         async def load() -> list[AccessRecord]:
-            async with self._sessionmaker() as session:
-                return (await room_store.room_accesses(session, [room_id]))[room_id]
+            source = reads.reader(self._sessionmaker)
+            return (await reads.room_accesses(source, [room_id]))[room_id]
 
         if not self.cache.enabled:
             return await load()
@@ -296,10 +297,10 @@ class RoomService:
         return self._view(room, role, user, username, accesses)
 
     async def list(self, user: UserRecord, *, offset: int, limit: int) -> Page[RoomView]:
-        async with self._sessionmaker() as session:
-            page = await room_store.list_user_rooms(session, user.id, offset=offset, limit=limit)
-            admin_ids = [room.id for room, role in page.items if role in PRIVILEGED]
-            accesses = await room_store.room_accesses(session, admin_ids)
+        source = reads.reader(self._sessionmaker)
+        page = await reads.user_rooms(source, user.id, offset=offset, limit=limit)
+        admin_ids = [room.id for room, role in page.items if role in PRIVILEGED]
+        accesses = await reads.room_accesses(source, admin_ids)
         views = [
             self._view(
                 room, role, user, None, accesses.get(room.id) if role in PRIVILEGED else None

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from coordinator.cache import LookupCache, TTLCache
+from storage import reads
 from storage import sessions as session_store
 from storage.engine import SessionMaker
 
@@ -51,8 +52,8 @@ class LoginSessions:
             return None
 
         async def load() -> tuple[uuid.UUID | None]:
-            async with self._sessionmaker() as session:
-                return (await session_store.session_user(session, digest, datetime.now(UTC)),)
+            source = reads.reader(self._sessionmaker)
+            return (await reads.session_user(source, digest, datetime.now(UTC)),)
 
         sessions = self._cache.sessions
         return (await sessions.fetch(digest, load) if self._cache.enabled else await load())[0]

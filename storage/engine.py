@@ -240,7 +240,11 @@ class SQLiteSessionMaker(async_sessionmaker[AsyncSession]):
 
 
 async def close_writes(sessionmaker: SessionMaker) -> None:
-    """Before the engine is disposed: finish and close the group commits, if any."""
+    """Before the engine is disposed: finish and close the group commits, if any, and the
+    reader of the hot read paths (:mod:`storage.reads`)."""
+    from storage.reads import close_reader
+
+    await close_reader(sessionmaker)
     if isinstance(sessionmaker, SQLiteSessionMaker) and sessionmaker._group_commit is not None:
         await sessionmaker._group_commit.aclose()
 
@@ -258,14 +262,60 @@ async def write(sessionmaker: SessionMaker, statements: Sequence[Statement]) -> 
             await group.write(statements)
             return
     bind = sessionmaker.kw.get("bind")
-    if len(statements) == 1 and isinstance(bind, AsyncEngine) and bind.dialect.name != "sqlite":
-        async with bind.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(*statements[0])
-        return
+    if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
+        prepared = [_asyncpg_statement(bind.dialect, *unit) for unit in statements]
+        if all(p is not None for p in prepared):
+            await _write_postgres(sessionmaker, prepared)  # type: ignore[arg-type]
+            return
     async with sessionmaker.begin() as session:
         for statement, parameters in statements:
             await session.execute(statement, parameters)
+
+
+# Statements compiled for asyncpg, by identity (hot statements are built once, at import).
+_ASYNCPG_COMPILED: dict[int, tuple[Executable, Any]] = {}
+
+
+def _asyncpg_statement(
+    dialect: Any, statement: Executable, parameters: dict[str, Any]
+) -> tuple[str, list[Any]] | None:
+    """``statement`` as asyncpg's SQL and positional arguments (bind processors applied:
+    JSON serialised, datetimes in UTC); None when it cannot be (expanding parameters)."""
+    found = _ASYNCPG_COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        if compiled.positiontup is None or compiled.post_compile_params:
+            compiled = None
+        found = _ASYNCPG_COMPILED[id(statement)] = (statement, compiled)
+    compiled = found[1]
+    if compiled is None:
+        return None
+    values = compiled.construct_params(parameters)
+    processors = compiled._bind_processors
+    args = []
+    for name in compiled.positiontup:
+        processor = processors.get(name)
+        value = values[name]
+        args.append(processor(value) if processor is not None else value)
+    return compiled.string, args
+
+
+async def _write_postgres(
+    sessionmaker: SessionMaker, prepared: list[tuple[str, list[Any]]]
+) -> None:
+    """On the asyncpg pool of :mod:`storage.reads` (no SQLAlchemy pool checkout, whose ping
+    costs three round trips on asyncpg); a constraint violation comes back as SQLAlchemy's
+    ``IntegrityError``, like every other write path's."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from storage.reads import PostgresReader, reader
+
+    source = reader(sessionmaker)
+    assert isinstance(source, PostgresReader)
+    try:
+        await source.execute(prepared)
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise exc.IntegrityError(prepared[0][0], None, error) from error
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

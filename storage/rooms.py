@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, delete, func, insert, literal, null, select
+from sqlalchemy import Executable, Table, bindparam, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import reads
 from storage.engine import SessionMaker, Statement, write
 from storage.models import ResourceAccess, Room, User, utcnow
-from storage.records import AccessRecord, Page, RoomRecord, UserRecord
+from storage.reads import SessionReader
+from storage.records import AccessRecord, Page, RoomRecord
 from storage.users import user_record
 
 ROOMS: Table = Room.__table__  # type: ignore[assignment]
 ACCESSES: Table = ResourceAccess.__table__  # type: ignore[assignment]
 USERS: Table = User.__table__  # type: ignore[assignment]
-# Core columns (no ORM entities): rows come back as tuples, nothing is tracked by a session.
-ROOM_COLUMNS = (
-    ROOMS.c.id,
-    ROOMS.c.name,
-    ROOMS.c.slug,
-    ROOMS.c.access_level,
-    ROOMS.c.configuration,
-    ROOMS.c.pin_code,
-    ROOMS.c.created_at,
-    ROOMS.c.updated_at,
-)
-USER_COLUMNS = (
-    USERS.c.id,
-    USERS.c.sub,
-    USERS.c.email,
-    USERS.c.full_name,
-    USERS.c.short_name,
-    USERS.c.language,
-    USERS.c.timezone,
-    USERS.c.default_room_access_level,
-    USERS.c.default_room_configuration,
-    USERS.c.is_active,
-    USERS.c.is_staff,
-    USERS.c.created_at,
-    USERS.c.last_login,
-)
 
 
 def room_record(room: Room) -> RoomRecord:
@@ -55,38 +30,6 @@ def room_record(room: Room) -> RoomRecord:
         pin_code=room.pin_code,
         created_at=room.created_at,
         updated_at=room.updated_at,
-    )
-
-
-def _room_from_row(row: Sequence[Any]) -> RoomRecord:
-    """A room from the first ``len(ROOM_COLUMNS)`` values of a Core row."""
-    return RoomRecord(
-        id=row[0],
-        name=row[1],
-        slug=row[2] or "",
-        access_level=row[3],
-        configuration=dict(row[4] or {}),
-        pin_code=row[5],
-        created_at=row[6],
-        updated_at=row[7],
-    )
-
-
-def _user_from_row(row: Sequence[Any]) -> UserRecord:
-    return UserRecord(
-        id=row[0],
-        sub=row[1],
-        email=row[2],
-        full_name=row[3],
-        short_name=row[4],
-        language=row[5],
-        timezone=row[6],
-        default_room_access_level=row[7],
-        default_room_configuration=dict(row[8] or {}),
-        is_active=row[9],
-        is_staff=row[10],
-        created_at=row[11],
-        last_login=row[12],
     )
 
 
@@ -109,20 +52,11 @@ async def get_room(
     user_id: uuid.UUID | None = None,
     for_update: bool = False,
 ) -> tuple[RoomRecord, str | None] | None:
-    """The room found by id or slug, with ``user_id``'s role in it (None when unrelated)."""
-    if user_id is None:  # no join at all: an always-false join condition scans the accesses
-        statement = select(*ROOM_COLUMNS, null())
-    else:
-        joined = (ACCESSES.c.resource_id == ROOMS.c.id) & (ACCESSES.c.user_id == user_id)
-        statement = select(*ROOM_COLUMNS, ACCESSES.c.role).outerjoin(ACCESSES, joined)
-    statement = statement.where(ROOMS.c.id == room_id if room_id else ROOMS.c.slug == slug)
-    if for_update:
-        statement = statement.with_for_update(of=ROOMS)
-    row = (await session.execute(statement)).first()
-    if row is None:
-        return None
-    role: str | None = row[-1]
-    return _room_from_row(row), role
+    """The room found by id or slug, with ``user_id``'s role in it (None when unrelated);
+    ``for_update`` locks the room's row (PostgreSQL) for the session's transaction."""
+    return await reads.room(
+        SessionReader(session), room_id=room_id, slug=slug, user_id=user_id, for_update=for_update
+    )
 
 
 async def slug_exists(
@@ -276,64 +210,15 @@ async def delete_room(session: AsyncSession, room_id: uuid.UUID) -> None:
 async def list_user_rooms(
     session: AsyncSession, user_id: uuid.UUID, *, offset: int, limit: int
 ) -> Page[tuple[RoomRecord, str]]:
-    """Rooms where the user holds an access, ordered by name, with the user's role.
-
-    The count (an index-only scan of the user's accesses) runs only when the page is full or
-    empty past the first: a shorter page ends the list, so it gives the count itself.
-    """
-    statement = (
-        select(*ROOM_COLUMNS, ACCESSES.c.role)
-        .join(ACCESSES, ACCESSES.c.resource_id == ROOMS.c.id)
-        .where(ACCESSES.c.user_id == user_id)
-        .order_by(ROOMS.c.name, ROOMS.c.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    items = [(_room_from_row(row), row[-1]) for row in await session.execute(statement)]
-    if 0 < len(items) < limit or (offset == 0 and not items):
-        return Page(items, offset + len(items))
-    total = await session.scalar(
-        select(func.count()).select_from(ACCESSES).where(ACCESSES.c.user_id == user_id)
-    )
-    return Page(items, total or 0)
+    """Rooms where the user holds an access, ordered by name, with the user's role."""
+    return await reads.user_rooms(SessionReader(session), user_id, offset=offset, limit=limit)
 
 
 async def room_accesses(
     session: AsyncSession, room_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[AccessRecord]]:
-    """Accesses (with their users) of the given rooms, newest first."""
-    result: dict[uuid.UUID, list[AccessRecord]] = {room_id: [] for room_id in room_ids}
-    if not room_ids:
-        return result
-    rows = await session.execute(
-        select(
-            ACCESSES.c.id,
-            ACCESSES.c.resource_id,
-            ACCESSES.c.user_id,
-            ACCESSES.c.role,
-            ACCESSES.c.created_at,
-            *USER_COLUMNS,
-        )
-        .join(USERS, USERS.c.id == ACCESSES.c.user_id)
-        .where(ACCESSES.c.resource_id.in_(room_ids))
-        .order_by(ACCESSES.c.created_at.desc(), ACCESSES.c.id)
-    )
-    users: dict[uuid.UUID, UserRecord] = {}  # one record per user (the caller is in each)
-    for row in rows:
-        user = users.get(row[2])
-        if user is None:
-            user = users[row[2]] = _user_from_row(row[5:])
-        result[row[1]].append(
-            AccessRecord(
-                id=row[0],
-                resource_id=row[1],
-                user_id=row[2],
-                role=row[3],
-                created_at=row[4],
-                user=user,
-            )
-        )
-    return result
+    """Accesses (with their users) of the given rooms, newest first (in ``session``)."""
+    return await reads.room_accesses(SessionReader(session), room_ids)
 
 
 async def get_access(session: AsyncSession, access_id: uuid.UUID) -> AccessRecord | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import reads
 from storage.models import LoginSession
 
 
@@ -20,12 +21,7 @@ async def create_session(
 
 async def session_user(session: AsyncSession, key_hash: str, now: datetime) -> uuid.UUID | None:
     """The user of the unexpired session ``key_hash``, or None."""
-    user_id: uuid.UUID | None = await session.scalar(
-        select(LoginSession.user_id).where(
-            LoginSession.key_hash == key_hash, LoginSession.expires_at > now
-        )
-    )
-    return user_id
+    return await reads.session_user(reads.SessionReader(session), key_hash, now)
 
 
 async def delete_session(session: AsyncSession, key_hash: str) -> None:

@@ -24,6 +24,7 @@ from api.auth import check_csrf
 from api.oidc import STATE_COOKIE
 from coordinator.errors import PermissionDenied
 from coordinator.settings import Secret
+from storage import reads
 from storage import users as user_store
 from storage.engine import create_engine
 from storage.models import User
@@ -498,11 +499,12 @@ async def test_sql_errors_in_tracebacks_carry_no_parameters(
     victim = await factory.user(sub="secret-sub-value", email="secret-mail@example.com")
     log_in(victim)
 
-    async def failing_get_user(session: Any, user_id: Any) -> Any:
-        session.add(User(id=victim.id, sub="secret-sub-value", email="secret-mail@example.com"))
-        await session.flush()
+    async def failing_get_user(source: Any, user_id: Any) -> Any:
+        async with client.app[keys.SESSIONMAKER]() as session:
+            session.add(User(id=victim.id, sub="secret-sub-value", email="secret-mail@example.com"))
+            await session.flush()
 
-    monkeypatch.setattr(user_store, "get_user", failing_get_user)
+    monkeypatch.setattr(reads, "user", failing_get_user)
     client.app[keys.ROOMS].cache.users.clear()
     with caplog.at_level(logging.ERROR):
         response = await client.get(ME)

@@ -171,29 +171,25 @@ async def test_health_endpoints(client: Client) -> None:
 
 
 async def test_concurrent_requests_of_one_session_load_its_user_once(
-    client: Client, factory: Factory, log_in: LogIn
+    client: Client, factory: Factory, log_in: LogIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the cached session user expires under load, one query serves every waiter."""
     import asyncio
 
-    from sqlalchemy import event
-
     from api import keys
+    from storage import reads
 
     user = await factory.user()
     log_in(user)
-    engine = client.app[keys.SESSIONMAKER].kw["bind"]
-    user_queries: list[str] = []
+    user_queries: list[Any] = []
+    real_user = reads.user
 
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "FROM meet_user" in statement:
-            user_queries.append(statement)
+    async def counted(source: Any, user_id: Any) -> Any:
+        user_queries.append(user_id)
+        return await real_user(source, user_id)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        client.app[keys.ROOMS].cache.users.clear()
-        responses = await asyncio.gather(*(client.get("/api/v1.0/users/me/") for _ in range(40)))
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    monkeypatch.setattr(reads, "user", counted)
+    client.app[keys.ROOMS].cache.users.clear()
+    responses = await asyncio.gather(*(client.get("/api/v1.0/users/me/") for _ in range(40)))
     assert [r.status for r in responses] == [200] * 40
     assert len(user_queries) == 1

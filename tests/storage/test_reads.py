@@ -1,0 +1,121 @@
+"""The hot read paths without the ORM (``storage.reads``): the same records as the ORM gives,
+from each kind of reader, on both databases."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from storage import reads
+from storage import rooms as room_store
+from storage import sessions as session_store
+from storage import users as user_store
+from storage.engine import close_writes
+from tests.support.factories import Factory
+
+
+def _readers(factory: Factory) -> list[tuple[str, Any]]:
+    return [
+        ("process", reads.reader(factory.sessionmaker)),
+        ("short sessions", reads.SessionmakerReader(factory.sessionmaker)),
+    ]
+
+
+async def test_each_reader_returns_what_the_orm_wrote(factory: Factory) -> None:
+    owner = await factory.user(full_name="Zoë Owner", language="fr-fr", timezone="Europe/Paris")
+    async with factory.sessionmaker.begin() as session:
+        await user_store.update_user(
+            session,
+            owner.id,
+            is_staff=True,
+            last_login=datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC),
+            default_room_configuration={"can_publish_sources": ["camera"]},
+        )
+        expected_owner = await user_store.get_user(session, owner.id)
+    member = await factory.user()
+    room = await factory.room(
+        owner=owner, name="Réunion d'équipe", access_level="restricted", configuration={"a": [1]}
+    )
+    other = await factory.room(owner=owner, name="Another")
+    await factory.access(room, member, "member")
+    async with factory.sessionmaker() as session:
+        accesses = (await room_store.room_accesses(session, [room.id]))[room.id]
+    assert {a.user_id for a in accesses} == {owner.id, member.id}
+    key_hash = hashlib.sha256(b"the key").hexdigest()
+    now = datetime.now(UTC)
+    async with factory.sessionmaker.begin() as session:
+        await session_store.create_session(
+            session, key_hash=key_hash, user_id=owner.id, expires_at=now + timedelta(hours=1)
+        )
+
+    for name, source in _readers(factory):
+        assert await reads.user(source, owner.id) == expected_owner, name
+        assert await reads.room(source, slug=room.slug) == (room, None), name
+        assert await reads.room(source, room_id=room.id, user_id=member.id) == (room, "member")
+        assert await reads.room(source, slug=room.slug, user_id=owner.id) == (room, "owner")
+        assert await reads.room(source, slug="no-such-room") is None, name
+        found = await reads.room_accesses(source, [room.id, other.id])
+        assert found[room.id] == accesses, name
+        assert [a.role for a in found[other.id]] == ["owner"], name
+        assert found[room.id][0].user is not None
+        page = await reads.user_rooms(source, owner.id, offset=0, limit=20)
+        assert page.items == [(other, "owner"), (room, "owner")] and page.count == 2, name
+        one = await reads.user_rooms(source, owner.id, offset=0, limit=1)
+        assert one.items == [(other, "owner")] and one.count == 2, name
+        assert await reads.session_user(source, key_hash, now) == owner.id, name
+        later = now + timedelta(hours=2)
+        assert await reads.session_user(source, key_hash, later) is None, name
+    async with factory.sessionmaker() as session:  # inside a session: the same records
+        assert await reads.user(reads.SessionReader(session), owner.id) == expected_owner
+    await close_writes(factory.sessionmaker)
+
+
+async def test_the_process_reader_sees_each_commit_and_cannot_write(factory: Factory) -> None:
+    source = reads.reader(factory.sessionmaker)
+    owner = await factory.user()
+    assert (await reads.user_rooms(source, owner.id, offset=0, limit=20)).items == []
+    room = await factory.room(owner=owner, name="Just Made")
+    assert await reads.room(source, slug=room.slug) == (room, None)
+    async with factory.sessionmaker.begin() as session:
+        await room_store.delete_room(session, room.id)
+    assert await reads.room(source, slug=room.slug) is None
+    if isinstance(source, reads.SQLiteReader):
+        with pytest.raises(Exception, match="readonly"):
+            await source.rows(reads.Query("DELETE FROM meet_room"), ())
+    await close_writes(factory.sessionmaker)
+
+
+@pytest.mark.parametrize(
+    "slug", ["x' OR '1'='1", "a;DROP TABLE meet_room;--", "é" * 200, "%", "_", "\\", ""]
+)
+async def test_hostile_lookups_find_nothing(factory: Factory, slug: str) -> None:
+    await factory.room(name="Present")
+    source = reads.reader(factory.sessionmaker)
+    assert await reads.room(source, slug=slug) is None
+    assert (await reads.room_accesses(source, [])) == {}
+    await close_writes(factory.sessionmaker)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_the_postgres_reader_replaces_a_connection_killed_under_it(
+    factory: Factory,
+) -> None:
+    """(The SQLite reader holds no network connection to lose.)"""
+    source = reads.reader(factory.sessionmaker)
+    assert isinstance(source, reads.PostgresReader)
+    room = await factory.room(name="Survivor")
+    assert await reads.room(source, slug=room.slug) == (room, None)
+    async with factory.sessionmaker.begin() as session:  # what a server restart does to it
+        await session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                "AND application_name = ''"
+            )
+        )
+    assert await reads.room(source, slug=room.slug) == (room, None)
+    await close_writes(factory.sessionmaker)
