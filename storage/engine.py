@@ -17,8 +17,7 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import Connection, Executable, NullPool, event, exc, text
-from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import Executable, event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -105,17 +104,14 @@ class GroupCommit:
     """
 
     def __init__(self, url: Any, lock: Callable[[], asyncio.Lock]) -> None:
-        self._engine = create_sync_engine(
-            url.set(drivername="sqlite+pysqlite"),
-            poolclass=NullPool,
-            connect_args={"timeout": 30, "check_same_thread": False},
-            hide_parameters=True,
-        )
-        event.listen(self._engine, "connect", _sqlite_pragmas)
+        from sqlalchemy.dialects.sqlite import pysqlite
+
+        self._path = url.database
+        self._dialect = pysqlite.dialect()
         self._lock = lock
         self._pending: list[tuple[Sequence[Statement], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._connection: Connection | None = None
+        self._connection: sqlite3.Connection | None = None
         self._guard = threading.Lock()  # the connection: the idle close vs a batch
         self._idle: asyncio.TimerHandle | None = None
 
@@ -153,30 +149,40 @@ class GroupCommit:
         self._idle = loop.call_later(GROUP_COMMIT_IDLE_SECONDS, self._close_when_idle, loop)
 
     def _run(self, batch: list[tuple[Sequence[Statement], Any]]) -> list[BaseException | None]:
+        """The batch on the raw ``sqlite3`` connection (statements compiled once: no
+        SQLAlchemy execution per statement in this thread, which holds the GIL meanwhile);
+        driver errors come back as SQLAlchemy's (``IntegrityError``, ``OperationalError``)."""
         with self._guard:
             connection = self._connection
-            if connection is None or connection.closed:
-                raw = self._engine.connect()
-                connection = self._connection = raw.execution_options(isolation_level="AUTOCOMMIT")
+            if connection is None:
+                connection = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                _sqlite_pragmas(connection, None)
+                self._connection = connection
             errors: list[BaseException | None] = []
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.execute("BEGIN IMMEDIATE")
                 for statements, _ in batch:
-                    connection.exec_driver_sql("SAVEPOINT unit")
+                    connection.execute("SAVEPOINT unit")
                     try:
                         for statement, parameters in statements:
-                            connection.execute(statement, parameters)
-                    except exc.SQLAlchemyError as error:  # this unit alone
-                        connection.exec_driver_sql("ROLLBACK TO unit")
-                        errors.append(error)
+                            prepared = _driver_statement(self._dialect, statement, parameters)
+                            if prepared is None:
+                                raise TypeError(f"not a prepared write: {statement}")
+                            connection.execute(*prepared)
+                    except sqlite3.Error as error:  # this unit alone
+                        connection.execute("ROLLBACK TO unit")
+                        errors.append(_wrapped(error))
                     else:
                         errors.append(None)
-                    connection.exec_driver_sql("RELEASE unit")
-                connection.exec_driver_sql("COMMIT")
-            except BaseException:
+                    connection.execute("RELEASE unit")
+                connection.execute("COMMIT")
+            except BaseException as error:
                 self._connection = None
-                connection.invalidate()  # whatever state it was left in, never reused
-                connection.close()
+                connection.close()  # whatever state it was left in, never reused
+                if isinstance(error, sqlite3.Error):
+                    raise _wrapped(error) from error
                 raise
             return errors
 
@@ -263,7 +269,7 @@ async def write(sessionmaker: SessionMaker, statements: Sequence[Statement]) -> 
             return
     bind = sessionmaker.kw.get("bind")
     if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
-        prepared = [_asyncpg_statement(bind.dialect, *unit) for unit in statements]
+        prepared = [_driver_statement(bind.dialect, *unit) for unit in statements]
         if all(p is not None for p in prepared):
             await _write_postgres(sessionmaker, prepared)  # type: ignore[arg-type]
             return
@@ -273,20 +279,22 @@ async def write(sessionmaker: SessionMaker, statements: Sequence[Statement]) -> 
 
 
 # Statements compiled for asyncpg, by identity (hot statements are built once, at import).
-_ASYNCPG_COMPILED: dict[int, tuple[Executable, Any]] = {}
+_COMPILED: dict[tuple[int, str], tuple[Executable, Any]] = {}
 
 
-def _asyncpg_statement(
+def _driver_statement(
     dialect: Any, statement: Executable, parameters: dict[str, Any]
 ) -> tuple[str, list[Any]] | None:
-    """``statement`` as asyncpg's SQL and positional arguments (bind processors applied:
-    JSON serialised, datetimes in UTC); None when it cannot be (expanding parameters)."""
-    found = _ASYNCPG_COMPILED.get(id(statement))
+    """``statement`` as the driver's SQL (asyncpg, sqlite3) and positional arguments (bind
+    processors applied: UUIDs, JSON, datetimes in UTC as the dialect stores them); None when
+    it cannot be (expanding parameters)."""
+    key = (id(statement), dialect.name)
+    found = _COMPILED.get(key)
     if found is None or found[0] is not statement:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
         if compiled.positiontup is None or compiled.post_compile_params:
             compiled = None
-        found = _ASYNCPG_COMPILED[id(statement)] = (statement, compiled)
+        found = _COMPILED[key] = (statement, compiled)
     compiled = found[1]
     if compiled is None:
         return None
@@ -316,6 +324,11 @@ async def _write_postgres(
         await source.execute(prepared)
     except asyncpg.IntegrityConstraintViolationError as error:
         raise exc.IntegrityError(prepared[0][0], None, error) from error
+
+
+def _wrapped(error: sqlite3.Error) -> exc.StatementError:
+    """A raw ``sqlite3`` error as SQLAlchemy's (what callers and :func:`is_outage` know)."""
+    return exc.DBAPIError.instance(None, None, error, sqlite3.Error, hide_parameters=True)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -180,6 +180,10 @@ class PostgresReader(Reader):
                     timeout=self._timeout,
                     # A restarted server leaves dead connections: they are dropped on release.
                     max_inactive_connection_lifetime=60,
+                    # Nothing here sets session state (LISTEN, SET, advisory locks): no
+                    # reset query (a round trip) on each release; an open transaction is
+                    # still rolled back by the pool.
+                    reset=_keep_session,
                 )
         return self._pool
 
@@ -226,6 +230,10 @@ class PostgresReader(Reader):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+
+async def _keep_session(connection: Any) -> None:
+    return None
 
 
 class SessionReader(Reader):
