@@ -53,7 +53,12 @@ class LoginSessions:
 
         async def load() -> tuple[uuid.UUID | None]:
             source = reads.reader(self._sessionmaker)
-            return (await reads.session_user(source, digest, datetime.now(UTC)),)
+            user = await reads.session_user(source, digest, datetime.now(UTC))
+            if user is None:
+                return (None,)
+            if self._cache.enabled:  # the same query read the user: no second one
+                self._cache.users.set(user.id, (user,))
+            return (user.id,)
 
         sessions = self._cache.sessions
         return (await sessions.fetch(digest, load) if self._cache.enabled else await load())[0]

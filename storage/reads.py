@@ -217,13 +217,16 @@ class PostgresReader(Reader):
         )
         pool = await self._get_pool()
         for attempt in (1, 2):
-            async with pool.acquire(timeout=self._timeout) as connection:
-                try:
-                    return await work(connection)
-                except lost:
-                    connection.terminate()  # never handed out again; the pool opens another
-                    if attempt == 2 or not again:
+            try:
+                async with pool.acquire() as connection:  # (no timeout: no wait_for task)
+                    try:
+                        return await work(connection)
+                    except lost:
+                        connection.terminate()  # never handed out again: the pool opens another
                         raise
+            except lost:  # (also a connection that broke on its way back to the pool)
+                if attempt == 2 or not again:
+                    raise
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
@@ -310,7 +313,10 @@ _USER = (
 )
 _ROOM_WIDTH = 8
 
-SESSION_USER = Query("SELECT user_id FROM meet_session WHERE key_hash = ? AND expires_at > ?")
+SESSION_USER = Query(
+    f"SELECT {_USER} FROM meet_session s JOIN meet_user u ON u.id = s.user_id "
+    "WHERE s.key_hash = ? AND s.expires_at > ?"
+)
 USER = Query(f"SELECT {_USER} FROM meet_user u WHERE u.id = ?")
 ROOM_BY_ID = Query(f"SELECT {_ROOM}, NULL FROM meet_room r WHERE r.id = ?")
 ROOM_BY_SLUG = Query(f"SELECT {_ROOM}, NULL FROM meet_room r WHERE r.slug = ?")
@@ -373,11 +379,11 @@ def _room(values: type[SQLiteValues] | type[PostgresValues], row: Row) -> RoomRe
     )
 
 
-async def session_user(source: Reader, key_hash: str, now: datetime) -> uuid.UUID | None:
-    """The user of the unexpired login session ``key_hash``, or None."""
+async def session_user(source: Reader, key_hash: str, now: datetime) -> UserRecord | None:
+    """The user of the unexpired login session ``key_hash`` (one query), or None."""
     values = source.values
     rows = await source.rows(SESSION_USER, (key_hash, values.datetime_in(now)))
-    return values.uuid_out(rows[0][0]) if rows else None
+    return _user(values, rows[0]) if rows else None
 
 
 async def user(source: Reader, user_id: uuid.UUID) -> UserRecord | None:

@@ -21,7 +21,8 @@ async def create_session(
 
 async def session_user(session: AsyncSession, key_hash: str, now: datetime) -> uuid.UUID | None:
     """The user of the unexpired session ``key_hash``, or None."""
-    return await reads.session_user(reads.SessionReader(session), key_hash, now)
+    user = await reads.session_user(reads.SessionReader(session), key_hash, now)
+    return user.id if user is not None else None
 
 
 async def delete_session(session: AsyncSession, key_hash: str) -> None:

@@ -499,13 +499,15 @@ async def test_sql_errors_in_tracebacks_carry_no_parameters(
     victim = await factory.user(sub="secret-sub-value", email="secret-mail@example.com")
     log_in(victim)
 
-    async def failing_get_user(source: Any, user_id: Any) -> Any:
+    async def failing_get_user(source: Any, *args: Any) -> Any:
         async with client.app[keys.SESSIONMAKER]() as session:
             session.add(User(id=victim.id, sub="secret-sub-value", email="secret-mail@example.com"))
             await session.flush()
 
     monkeypatch.setattr(reads, "user", failing_get_user)
+    monkeypatch.setattr(reads, "session_user", failing_get_user)
     client.app[keys.ROOMS].cache.users.clear()
+    client.app[keys.ROOMS].cache.sessions.clear()
     with caplog.at_level(logging.ERROR):
         response = await client.get(ME)
     assert response.status == 500

@@ -173,7 +173,8 @@ async def test_health_endpoints(client: Client) -> None:
 async def test_concurrent_requests_of_one_session_load_its_user_once(
     client: Client, factory: Factory, log_in: LogIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When the cached session user expires under load, one query serves every waiter."""
+    """When the cached session user expires under load, one query serves every waiter (the
+    session's query reads its user too)."""
     import asyncio
 
     from api import keys
@@ -182,14 +183,20 @@ async def test_concurrent_requests_of_one_session_load_its_user_once(
     user = await factory.user()
     log_in(user)
     user_queries: list[Any] = []
-    real_user = reads.user
 
-    async def counted(source: Any, user_id: Any) -> Any:
-        user_queries.append(user_id)
-        return await real_user(source, user_id)
+    def counted(real: Any) -> Any:
+        async def query(source: Any, *args: Any) -> Any:
+            user_queries.append(args)
+            return await real(source, *args)
 
-    monkeypatch.setattr(reads, "user", counted)
-    client.app[keys.ROOMS].cache.users.clear()
-    responses = await asyncio.gather(*(client.get("/api/v1.0/users/me/") for _ in range(40)))
-    assert [r.status for r in responses] == [200] * 40
-    assert len(user_queries) == 1
+        return query
+
+    monkeypatch.setattr(reads, "user", counted(reads.user))
+    monkeypatch.setattr(reads, "session_user", counted(reads.session_user))
+    cache = client.app[keys.ROOMS].cache
+    for expired in (cache.users, cache.sessions, cache.users):
+        expired.clear()
+        responses = await asyncio.gather(*(client.get("/api/v1.0/users/me/") for _ in range(40)))
+        assert [r.status for r in responses] == [200] * 40
+        assert len(user_queries) == 1, user_queries
+        user_queries.clear()
