@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from api import session as session_module
 from api.session import SessionCodec
 
 
@@ -22,7 +21,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     import time
 
     found = Clock(time.time())
-    monkeypatch.setattr(session_module.time, "time", found.time)
+    monkeypatch.setattr(time, "time", found.time)  # the codec's and Fernet's clock
     return found
 
 
