@@ -7,7 +7,9 @@ wraps it (and the adapter's public methods, to learn the room) to time each call
 sees it (JWT signing, protobuf, HTTP, the stand-in's handling). A call counts for a request when
 it runs while that room's request is in flight. "Added by the coordinator" is the request's
 latency minus its egress calls (StartRoomCompositeEgress / StopEgress); "coordinator only" also
-removes the other LiveKit calls the reply waits for (the room metadata merge after a start).
+removes the other LiveKit calls made meanwhile (the room metadata merges the egress's webhooks
+ask for). At 1 client each request starts once the previous one's webhooks are delivered and
+the room's actor is idle (``Harness.settle``), so its window holds only what it caused.
 """
 
 from __future__ import annotations
