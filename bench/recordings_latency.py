@@ -7,7 +7,9 @@ wraps it (and the adapter's public methods, to learn the room) to time each call
 sees it (JWT signing, protobuf, HTTP, the stand-in's handling). A call counts for a request when
 it runs while that room's request is in flight. "Added by the coordinator" is the request's
 latency minus its egress calls (StartRoomCompositeEgress / StopEgress); "coordinator only" also
-removes the other LiveKit calls the reply waits for (the room metadata merge after a start).
+removes the other LiveKit calls made meanwhile (the room metadata merges the egress's webhooks
+ask for). At 1 client each request starts once the previous one's webhooks are delivered and
+the room's actor is idle (``Harness.settle``), so its window holds only what it caused.
 """
 
 from __future__ import annotations
@@ -327,6 +329,7 @@ class Harness:
     timer: LiveKitTimer
     base: str
     cache: LookupCache
+    directory: LocalDirectory
     cold: bool = True
 
     async def request(
@@ -345,9 +348,18 @@ class Harness:
             total = time.perf_counter() - started
         return Sample(status, total, list(calls))
 
+    async def settle(self, room: str) -> None:
+        """Every webhook delivered and the room's actor idle (its effects, the metadata
+        merges the webhooks asked for included, have run)."""
+        await self.livekit.webhooks.drain(30)
+        await self.directory.settle(room)
+
     async def start_stop(
         self, room: BenchRoom, starts: list[Sample], stops: list[Sample], *, drain: bool
     ) -> None:
+        """At 1 client (``drain``) each request starts once the previous one's follow-ups
+        (webhooks and what they caused) are over, so a request's window holds only what it
+        caused itself; with more clients they overlap, as in production."""
         name = str(room.id)
         path = f"/api/v1.0/rooms/{room.id}"
         starts.append(
@@ -356,15 +368,15 @@ class Harness:
             )
         )
         if drain:
-            await self.livekit.webhooks.drain(30)
+            await self.settle(name)
         egress_id = self.timer.egress_of.get(name)
         if egress_id is not None:
             self.livekit.advance_egress(egress_id, api.EgressStatus.EGRESS_ACTIVE)
         if drain:
-            await self.livekit.webhooks.drain(30)
+            await self.settle(name)
         stops.append(await self.request("POST", f"{path}/stop-recording/", room.headers, name))
         if drain:
-            await self.livekit.webhooks.drain(30)
+            await self.settle(name)
 
 
 @contextmanager
@@ -409,7 +421,11 @@ async def harness(url: str, *, cold: bool) -> AsyncIterator[Harness]:
                 async with aiohttp.ClientSession(
                     base, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
                 ) as http:
-                    yield Harness(http, livekit, timer, base, app[keys.ROOMS].cache, cold)
+                    directory = app[keys.DIRECTORY]
+                    assert isinstance(directory, LocalDirectory)
+                    yield Harness(
+                        http, livekit, timer, base, app[keys.ROOMS].cache, directory, cold
+                    )
             finally:
                 await runner.cleanup()
     finally:

@@ -167,6 +167,7 @@ class RoomActor:
         self._background: set[asyncio.Task[Any]] = set()
         self._side: deque[tuple[Any, float | None, Origin]] | None = None
         self._side_task: asyncio.Task[None] | None = None
+        self._replies: dict[str, asyncio.Task[Any]] = {}  # request id → its reply (pending)
         self._stopped = False
 
     @property
@@ -394,7 +395,21 @@ class RoomActor:
             if not detached:
                 attached.append((effect, task))
         if future is not None:
-            self._spawn(self._reply(future, decision.reply, attached))
+            self._owe_reply(self._spawn(self._reply(future, decision.reply, attached)))
+
+    def _owe_reply(self, reply: asyncio.Task[Any]) -> None:
+        """The best-effort effects this request's command causes on its way (the metadata
+        of a recording start) wait for its reply: they are not on the request path."""
+        request_id = REQUEST_ID.get()
+        if request_id is None:
+            return
+        self._replies[request_id] = reply
+
+        def paid(task: asyncio.Task[Any]) -> None:
+            if self._replies.get(request_id) is task:
+                del self._replies[request_id]
+
+        reply.add_done_callback(paid)
 
     def _unchain(self, key: str, task: asyncio.Task[Any]) -> None:
         if self._chains.get(key) is task:
@@ -508,6 +523,9 @@ class RoomActor:
         try:
             while self._side:
                 effect, deadline, (request_id, command) = self._side.popleft()
+                owed = self._replies.get(request_id) if request_id is not None else None
+                if owed is not None and not owed.done():
+                    await asyncio.wait({owed}, timeout=self.timeout)  # the answer goes first
                 CALL_DEADLINE.set(deadline)
                 REQUEST_ID.set(request_id)
                 COMMAND.set(command)

@@ -248,20 +248,26 @@ class LiveKitAdapter:
     async def merge_room_metadata(
         self, room: str, changes: dict[str, Any], *, remove: tuple[str, ...] = ()
     ) -> bool:
-        """Merge ``changes`` into the room's JSON metadata; False when the room is absent."""
+        """Merge ``changes`` into the room's JSON metadata; False when the room is absent.
+
+        A merge that changes nothing (the same status again, keys already gone) writes
+        nothing."""
         info = await self.get_room(room)
         if info is None:
             return False
         try:
             current = json.loads(info.metadata) if info.metadata else {}
         except ValueError:
-            current = {}
+            current = None
         if not isinstance(current, dict):
-            current = {}
-        current.update(changes)
+            current = None  # not an object: replaced by one
+        merged = dict(current or {})
+        merged.update(changes)
         for key in remove:
-            current.pop(key, None)
-        request = api.UpdateRoomMetadataRequest(room=room, metadata=json.dumps(current))
+            merged.pop(key, None)
+        if merged == current:
+            return True
+        request = api.UpdateRoomMetadataRequest(room=room, metadata=json.dumps(merged))
         try:
             await self._call(
                 "UpdateRoomMetadata", lambda: self._api.room.update_room_metadata(request)

@@ -52,6 +52,18 @@ STOP_STATUS = {"EGRESS_ENDING": "stopped", "EGRESS_ABORTED": "aborted"}
 
 
 LIVE_EGRESS = ("EGRESS_STARTING", "EGRESS_ACTIVE")
+# Recordings past a successful stop (the egress was ENDING or beyond by then).
+STOPPED = frozenset(
+    {
+        "stopped",
+        "aborted",
+        "saved",
+        "notification_succeeded",
+        "external_process_successful",
+        "external_process_failed",
+    }
+)
+ENDED_KEPT = 1000  # stopped egresses remembered for their late webhooks (``by_egress``)
 START_MARGIN_SECONDS = 2.0  # beyond the LiveKit timeout, no live start is still initiated
 
 
@@ -91,6 +103,11 @@ class RecordingLifecycle:
         self._media = media
         self.wake_outbox = wake_outbox
         self._slug_of = slug_of
+        # Egresses this process started whose id is not written yet (``begin``), and the
+        # last ones it stopped (``end``): their webhooks need no read. An ended recording
+        # never comes back in flight, so what this says of it stays true for the actor.
+        self._starting: dict[str, RecordingState] = {}
+        self._ended: dict[str, RecordingState] = {}
 
     async def _slug(self, room: str) -> str:
         return await self._slug_of(room) if self._slug_of is not None else room
@@ -105,8 +122,16 @@ class RecordingLifecycle:
             return recording_state(await store.in_flight_recording(session, room_id))
 
     async def by_egress(self, egress_id: str) -> RecordingState | None:
+        known = self._starting.get(egress_id) or self._ended.get(egress_id)
+        if known is not None:
+            return known
         async with self._sessionmaker() as session:
-            return recording_state(await store.recording_by_worker(session, egress_id))
+            state = recording_state(await store.recording_by_worker(session, egress_id))
+        if state is not None and state.egress_status is None and state.status in STOPPED:
+            # Stopped: its egress was at least ending, so a late STARTING or ACTIVE event
+            # is stale (it must not turn the room's ``saving`` back to ``started``).
+            state = replace(state, egress_status="EGRESS_ENDING")
+        return state
 
     async def set_status(
         self, recording_id: uuid.UUID, status: str, only_from: tuple[str, ...]
@@ -126,27 +151,31 @@ class RecordingLifecycle:
         recording_id: uuid.UUID | None = None,
     ) -> StepResult:
         """``recording_id``: given by an engine that may run the command twice; a re-run
-        answers from the recording the first run made instead of starting another one."""
+        answers from the recording the first run made instead of starting another one.
+
+        Two writes of one round trip each (the recording with its owner access, then
+        ``active`` with the egress id): no read on the way, even for a re-run (its insert
+        fails on the primary key, and only then is the first run's recording read)."""
         room_id = uuid.UUID(room)
         slug = await self._slug(room)
+        replayable = recording_id is not None
         if recording_id is None:
             recording_id = uuid.uuid4()
-        else:
-            async with self._sessionmaker() as session:
-                earlier = await store.get_recording(session, recording_id)
-            if earlier is not None:
-                return self._replayed(earlier, slug, options)
         try:
-            async with self._sessionmaker.begin() as session:
-                await store.create_recording(
-                    session,
-                    recording_id=recording_id,
-                    room_id=room_id,
-                    mode=mode,
-                    options=options,
-                    owner_id=user_id,
-                )
+            await store.insert_recording(
+                self._sessionmaker,
+                recording_id=recording_id,
+                room_id=room_id,
+                mode=mode,
+                options=options,
+                owner_id=user_id,
+            )
         except IntegrityError:
+            if replayable:
+                async with self._sessionmaker() as session:
+                    earlier = await store.get_recording(session, recording_id)
+                if earlier is not None:
+                    return self._replayed(earlier, slug, options)
             raise Conflict(
                 body={"error": f"A recording is already in progress for room {slug}"}
             ) from None
@@ -160,17 +189,26 @@ class RecordingLifecycle:
             )
         except CoordinatorError as exc:
             log.warning("room %s: recording %s failed to start: %s", room, recording_id, exc)
-            await self.set_status(recording_id, "failed_to_start", ("initiated",))
+            await store.write_status(
+                self._sessionmaker, recording_id, "failed_to_start", only_from=("initiated",)
+            )
             body = {"error": f"Recording failed to start for room {slug}"}
             raise livekit_failure(exc, body) from exc
-        async with self._sessionmaker.begin() as session:
-            await store.set_status(
-                session,
+        # Until the egress id is written, the database cannot name this recording for the
+        # egress's first webhooks (they often arrive meanwhile): this process can.
+        self._starting[egress.egress_id] = RecordingState(
+            recording_id, mode, "initiated", egress.egress_id, egress.status
+        )
+        try:
+            await store.write_status(
+                self._sessionmaker,
                 recording_id,
                 "active",
                 only_from=("initiated",),
                 worker_id=egress.egress_id,
             )
+        finally:
+            del self._starting[egress.egress_id]
         await start_metadata_collector(  # issue 8: best effort, never raises
             self._settings,
             self._sessionmaker,
@@ -215,13 +253,23 @@ class RecordingLifecycle:
             egress = await self._media.stop_egress(recording.egress_id)
         except CoordinatorError as exc:
             log.warning("room %s: recording %s failed to stop: %s", room, recording_id, exc)
-            await self.set_status(recording_id, "failed_to_stop", ("active",))
+            await store.write_status(
+                self._sessionmaker, recording_id, "failed_to_stop", only_from=("active",)
+            )
             body = {"error": f"Recording failed to stop for room {slug}"}
             raise livekit_failure(exc, body) from exc
         status = STOP_STATUS.get(egress.status, "failed_to_stop")
-        await self.set_status(recording_id, status, ("active",))
+        await store.write_status(self._sessionmaker, recording_id, status, only_from=("active",))
+        self._remember_ended(replace(recording, status=status, egress_status=egress.status))
         reply = {"message": f"Recording stopped for room {slug}."}
         return StepResult(reply, TrackRecording(None))
+
+    def _remember_ended(self, recording: RecordingState) -> None:
+        assert recording.egress_id and recording.status not in IN_FLIGHT
+        self._ended.pop(recording.egress_id, None)
+        self._ended[recording.egress_id] = recording
+        while len(self._ended) > ENDED_KEPT:
+            del self._ended[next(iter(self._ended))]
 
     # -- completion ----------------------------------------------------------------------
 

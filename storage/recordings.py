@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, Table, bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.engine import SessionMaker, Statement, write
 from storage.models import Recording, RecordingAccess, utcnow
 
 IN_FLIGHT = ("initiated", "active")
+RECORDINGS: Table = Recording.__table__  # type: ignore[assignment]
+RECORDING_ACCESSES: Table = RecordingAccess.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +72,68 @@ async def get_recording(
     return recording_record(recording) if recording else None
 
 
-async def create_recording(
-    session: AsyncSession,
+def _pg_insert_recording() -> Executable:
+    """One statement: the recording's ``INSERT … RETURNING`` in a CTE feeds its owner access."""
+    recordings, accesses = RECORDINGS.c, RECORDING_ACCESSES.c
+    new_recording = (
+        insert(RECORDINGS)
+        .values(
+            id=bindparam("id", type_=recordings.id.type),
+            room_id=bindparam("room_id", type_=recordings.room_id.type),
+            status=bindparam("status", type_=recordings.status.type),
+            mode=bindparam("mode", type_=recordings.mode.type),
+            options=bindparam("options", type_=recordings.options.type),
+            worker_id=bindparam("worker_id", type_=recordings.worker_id.type),
+            external_process_id=bindparam(
+                "external_process_id", type_=recordings.external_process_id.type
+            ),
+            created_at=bindparam("created_at", type_=recordings.created_at.type),
+            updated_at=bindparam("updated_at", type_=recordings.updated_at.type),
+        )
+        .returning(recordings.id)
+        .cte("new_recording")
+    )
+    source = select(
+        bindparam("access_id", type_=accesses.id.type),
+        new_recording.c.id,
+        bindparam("owner_id", type_=accesses.user_id.type),
+        literal("", accesses.team.type),
+        literal("owner", accesses.role.type),
+        bindparam("created_at", type_=accesses.created_at.type),
+        bindparam("updated_at", type_=accesses.updated_at.type),
+    ).select_from(new_recording)
+    names = ["id", "recording_id", "user_id", "team", "role", "created_at", "updated_at"]
+    return insert(RECORDING_ACCESSES).from_select(names, source)
+
+
+def _status_update(*, worker: bool) -> Executable:
+    recordings = RECORDINGS.c
+    values = {
+        "status": bindparam("status", type_=recordings.status.type),
+        "updated_at": bindparam("now", type_=recordings.updated_at.type),
+    }
+    if worker:
+        values["worker_id"] = bindparam("worker_id", type_=recordings.worker_id.type)
+    return (
+        update(RECORDINGS)
+        .where(
+            recordings.id == bindparam("recording_id", type_=recordings.id.type),
+            recordings.status.in_(bindparam("only_from", expanding=True)),
+        )
+        .values(**values)
+    )
+
+
+# Built once: a statement's construction costs more than its (cached) compilation.
+_PG_INSERT_RECORDING = _pg_insert_recording()
+_INSERT_RECORDING = insert(RECORDINGS)
+_INSERT_ACCESS = insert(RECORDING_ACCESSES)
+_SET_STATUS = _status_update(worker=False)
+_SET_STATUS_AND_WORKER = _status_update(worker=True)
+
+
+async def insert_recording(
+    sessionmaker: SessionMaker,
     *,
     recording_id: uuid.UUID,
     room_id: uuid.UUID,
@@ -78,8 +141,10 @@ async def create_recording(
     options: dict[str, Any],
     owner_id: uuid.UUID,
 ) -> RecordingRecord:
-    """The Recording (``initiated``) and its starter's ``owner`` access, in the caller's
-    transaction; a second recording in flight for the room raises IntegrityError."""
+    """The Recording (``initiated``) and its starter's ``owner`` access in their own
+    transaction: one round trip on PostgreSQL (the access inserted from the recording's
+    ``INSERT … RETURNING`` in a CTE), one unit of a group commit on SQLite. A second
+    recording in flight for the room (or this id again) raises ``IntegrityError``."""
     now = utcnow()
     values: dict[str, Any] = {
         "id": recording_id,
@@ -92,20 +157,51 @@ async def create_recording(
         "created_at": now,
         "updated_at": now,
     }
-    # Core inserts: two statements, none of the unit of work's bookkeeping (a hot path).
-    await session.execute(insert(Recording).values(**values))
-    await session.execute(
-        insert(RecordingAccess).values(
-            id=uuid.uuid4(),
-            recording_id=recording_id,
-            user_id=owner_id,
-            team="",
-            role="owner",
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    access = {
+        "id": uuid.uuid4(),
+        "recording_id": recording_id,
+        "user_id": owner_id,
+        "team": "",
+        "role": "owner",
+        "created_at": now,
+        "updated_at": now,
+    }
+    statements: list[Statement]
+    if _dialect(sessionmaker) == "postgresql":
+        parameters = {**values, "access_id": access["id"], "owner_id": owner_id}
+        statements = [(_PG_INSERT_RECORDING, parameters)]
+    else:
+        statements = [(_INSERT_RECORDING, values), (_INSERT_ACCESS, access)]
+    await write(sessionmaker, statements)
     return RecordingRecord(**values)
+
+
+async def write_status(
+    sessionmaker: SessionMaker,
+    recording_id: uuid.UUID,
+    status: str,
+    *,
+    only_from: tuple[str, ...],
+    worker_id: str | None = None,
+) -> None:
+    """``set_status`` as one write of its own (one round trip; a group-commit unit on
+    SQLite), for the hot paths that do not need to know whether a row matched."""
+    parameters: dict[str, Any] = {
+        "recording_id": recording_id,
+        "only_from": list(only_from),
+        "status": status,
+        "now": utcnow(),
+    }
+    statement = _SET_STATUS
+    if worker_id is not None:
+        statement = _SET_STATUS_AND_WORKER
+        parameters["worker_id"] = worker_id
+    await write(sessionmaker, [(statement, parameters)])
+
+
+def _dialect(sessionmaker: SessionMaker) -> str | None:
+    bind = sessionmaker.kw.get("bind")
+    return bind.dialect.name if bind is not None else None
 
 
 async def owner_ids(session: AsyncSession, recording_id: uuid.UUID) -> list[uuid.UUID]:

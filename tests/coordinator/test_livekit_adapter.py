@@ -127,3 +127,21 @@ async def test_verify_webhook(adapter: LiveKitAdapter, livekit_standin: LiveKitS
     assert verified.participant is not None and verified.participant.name == "Ada"
     with pytest.raises(InvalidWebhook):
         adapter.verify_webhook(body + " ", headers["Authorization"])
+
+
+async def test_a_merge_that_changes_nothing_writes_nothing(
+    adapter: LiveKitAdapter, livekit_standin: LiveKitStandin
+) -> None:
+    """The same recording status twice, or removing keys already gone: one read, no write;
+    metadata that is not a JSON object (hostile or corrupt) is still replaced by one."""
+    livekit_standin.join("r2", "ada")
+    assert await adapter.merge_room_metadata("r2", {"recording_status": "saving"})
+    assert await adapter.merge_room_metadata("r2", {"recording_status": "saving"})
+    assert await adapter.merge_room_metadata("r2", {}, remove=("recording_mode",))
+    assert len(livekit_standin.calls_for("UpdateRoomMetadata")) == 1
+    assert len(livekit_standin.calls_for("ListRooms")) == 3
+    for corrupt in ("[1, 2]", "not json", "null"):
+        livekit_standin.rooms.update_room_metadata("r2", corrupt)
+        assert await adapter.merge_room_metadata("r2", {}, remove=("recording_status",))
+        room = livekit_standin.room("r2")
+        assert room is not None and json.loads(room.metadata) == {}

@@ -1,0 +1,66 @@
+"""A recording start answers before its room metadata merge runs (issue 12 point 4).
+
+The merge (``recording_status: starting``) is best effort and for the other participants:
+it runs in the room's side lane once the start's reply is out, never ahead of it, and still
+before any later metadata change of the room (the lane keeps their order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from coordinator.actor import LocalDirectory
+from coordinator.room import (
+    RecordingState,
+    StartRecording,
+    StepResult,
+    SyncRoomSettings,
+    TrackRecording,
+)
+from coordinator.telemetry import REQUEST_ID
+from tests.coordinator.test_actor import FakeMedia, FakeRecordings
+
+
+class Starting(FakeRecordings):
+    async def begin(
+        self, room: str, *, mode: str, options: dict[str, Any], user_id: uuid.UUID
+    ) -> StepResult:
+        await asyncio.sleep(0.01)  # the database and the egress
+        state = RecordingState(uuid.uuid4(), mode, "active", "EG_1", "EGRESS_STARTING")
+        metadata = {"recording_mode": mode, "recording_status": "starting"}
+        return StepResult({"message": "started"}, TrackRecording(state, metadata))
+
+
+class Merges(FakeMedia):
+    def __init__(self) -> None:
+        super().__init__()
+        self.merges: list[tuple[dict[str, Any], bool]] = []  # changes, reply already out
+        self.reply: asyncio.Future[Any] | None = None
+
+    async def merge_room_metadata(self, room: str, changes: dict[str, Any], **_: Any) -> bool:
+        assert self.reply is not None
+        self.merges.append((changes, self.reply.done()))
+        await asyncio.sleep(0.005)
+        return True
+
+
+async def test_the_start_metadata_merge_waits_for_the_reply_and_keeps_its_order() -> None:
+    media = Merges()
+    directory = LocalDirectory(media, Starting())
+    room = "room-reply-first"
+    REQUEST_ID.set("req-start")  # as api/ sets it for the HTTP request
+    start = asyncio.ensure_future(
+        directory.call(room, StartRecording("transcript", {}, uuid.uuid4()))
+    )
+    media.reply = start
+    assert await start == {"message": "started"}
+    REQUEST_ID.set("req-settings")  # another request: its merge goes after the start's
+    await directory.call(room, SyncRoomSettings({"access_level": "public"}))
+    await directory.settle(room)
+    assert media.merges == [
+        ({"recording_mode": "transcript", "recording_status": "starting"}, True),
+        ({"access_level": "public"}, True),
+    ]
+    await directory.close()
