@@ -12,7 +12,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any
 
@@ -42,6 +42,37 @@ _SQLITE_OUTAGES = (
 # standby), a full disk or an unwritable file fail it, while a rolled-back one would not
 # (SQLite in WAL mode writes nothing before the commit). alembic_version always exists.
 _WRITE_PROBE = text("UPDATE alembic_version SET version_num = version_num")
+
+
+# Observers of the statements run on the raw drivers (group commits, the asyncpg writes):
+# SQLAlchemy's events do not see them. Tests count statements through ``observe_statements``.
+_OBSERVERS: list[Callable[[str, str], None]] = []
+
+
+@contextmanager
+def observe_statements(
+    record: Callable[[str, str], None] | None = None,
+) -> Iterator[list[tuple[str, str]]]:
+    """Every statement run on a raw driver meanwhile, as ``(channel, sql)`` (also given to
+    ``record``): channel ``group`` (a SQLite group commit), ``postgres`` (a write on the
+    asyncpg pool)."""
+    seen: list[tuple[str, str]] = []
+
+    def observer(channel: str, sql: str) -> None:
+        seen.append((channel, sql))
+        if record is not None:
+            record(channel, sql)
+
+    _OBSERVERS.append(observer)
+    try:
+        yield seen
+    finally:
+        _OBSERVERS.remove(observer)
+
+
+def _observed(channel: str, sql: str) -> None:
+    for observer in _OBSERVERS:
+        observer(channel, sql)
 
 
 # How long the group-commit connection stays open without writes.
@@ -239,6 +270,8 @@ class GroupCommit:
                         prepared = _driver_statement(self._dialect, statement, parameters)
                         if prepared is None:
                             raise TypeError(f"not a prepared write: {statement}")
+                        if _OBSERVERS:
+                            _observed("group", prepared[0])
                         connection.execute(*prepared)
                 except sqlite3.Error as error:  # this unit alone
                     connection.execute("ROLLBACK TO unit")
@@ -370,33 +403,46 @@ async def write(sessionmaker: SessionMaker, statements: Sequence[Statement]) -> 
 
 
 # Statements compiled for asyncpg, by identity (hot statements are built once, at import).
-_COMPILED: dict[tuple[int, str], tuple[Executable, Any]] = {}
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, Any]] = {}
 
 
 def _driver_statement(
     dialect: Any, statement: Executable, parameters: dict[str, Any]
 ) -> tuple[str, list[Any]] | None:
     """``statement`` as the driver's SQL (asyncpg, sqlite3) and positional arguments (bind
-    processors applied: UUIDs, JSON, datetimes in UTC as the dialect stores them); None when
-    it cannot be (expanding parameters)."""
-    key = (id(statement), dialect.name)
+    processors applied: UUIDs, JSON, datetimes in UTC as the dialect stores them; ``IN``
+    lists expanded); None when it cannot be (a statement that is not positional)."""
+    # An INSERT without values() renders the columns given (like execute() does), so the
+    # keys given are part of what is compiled.
+    key = (id(statement), dialect.name, tuple(parameters))
     found = _COMPILED.get(key)
     if found is None or found[0] is not statement:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        if compiled.positiontup is None or compiled.post_compile_params:
+        compiled = statement.compile(  # type: ignore[attr-defined]
+            dialect=dialect, column_keys=list(parameters)
+        )
+        if compiled.positiontup is None:
             compiled = None
         found = _COMPILED[key] = (statement, compiled)
     compiled = found[1]
     if compiled is None:
         return None
-    values = compiled.construct_params(parameters)
-    processors = compiled._bind_processors
+    if compiled.post_compile_params:  # expanding IN lists: the SQL depends on the values
+        state = compiled.construct_expanded_state(parameters)
+        sql, names, values = state.statement, state.positiontup, state.parameters
+        processors = dict(compiled._bind_processors)
+        for original, expanded in state.parameter_expansion.items():
+            for name in expanded:  # "only_from_1", … take the processor of "only_from"
+                if original in compiled._bind_processors:
+                    processors[name] = compiled._bind_processors[original]
+    else:
+        sql, names = compiled.string, compiled.positiontup
+        values, processors = compiled.construct_params(parameters), compiled._bind_processors
     args = []
-    for name in compiled.positiontup:
+    for name in names:
         processor = processors.get(name)
         value = values[name]
         args.append(processor(value) if processor is not None else value)
-    return compiled.string, args
+    return sql, args
 
 
 async def _write_postgres(
@@ -411,6 +457,8 @@ async def _write_postgres(
 
     source = reader(sessionmaker)
     assert isinstance(source, PostgresReader)
+    for sql, _ in prepared if _OBSERVERS else ():
+        _observed("postgres", sql)
     try:
         await source.execute(prepared)
     except asyncpg.IntegrityConstraintViolationError as error:

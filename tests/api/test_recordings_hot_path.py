@@ -24,7 +24,7 @@ from api import keys
 from coordinator import recordings as lifecycle_module
 from coordinator.room import Snapshot
 from storage import recordings as store
-from storage.engine import SQLiteSessionMaker
+from storage.engine import SQLiteSessionMaker, observe_statements
 from tests.api import test_recordings_flow as flow
 from tests.api.test_recordings_flow import Env, env_factory, recording_of, room_metadata, url
 from tests.livekit_standin import sign_webhook
@@ -37,30 +37,24 @@ WEBHOOK = "/api/v1.0/rooms/webhooks-livekit/"
 
 @contextmanager
 def statements(env: Env) -> Iterator[list[str]]:
-    """The SQL the app runs meanwhile on its engine, and (SQLite) its group commit's,
-    prefixed ``group:``."""
-    sessionmaker = env.client.app[keys.SESSIONMAKER]
-    engines: list[tuple[Any, str]] = [(sessionmaker.kw["bind"].sync_engine, "")]
-    if isinstance(sessionmaker, SQLiteSessionMaker):
-        group = sessionmaker.group_commit()
-        assert group is not None
-        engines.append((group._engine, "group: "))
+    """The SQL the app runs meanwhile: on its engine, and on the raw drivers (the SQLite
+    group commit's, prefixed ``group:``; PostgreSQL writes on the asyncpg pool)."""
+    engine = env.client.app[keys.SESSIONMAKER].kw["bind"].sync_engine
     seen: list[str] = []
-    listeners = []
-    for engine, prefix in engines:
 
-        def record(
-            conn: Any, cursor: Any, statement: str, *args: Any, prefix: str = prefix
-        ) -> None:
-            seen.append(prefix + " ".join(statement.split()))
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
 
-        event.listen(engine, "before_cursor_execute", record)
-        listeners.append((engine, record))
+    def raw(channel: str, statement: str) -> None:
+        prefix = "group: " if channel == "group" else ""
+        seen.append(prefix + " ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
     try:
-        yield seen
+        with observe_statements(raw):
+            yield seen
     finally:
-        for engine, record in listeners:
-            event.remove(engine, "before_cursor_execute", record)
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def on_recordings(seen: list[str], *, postgresql: bool) -> list[str]:
