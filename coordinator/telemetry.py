@@ -270,12 +270,18 @@ class Metrics:
         # per-command and per-webhook hooks run on the ingestion hot path.
         self._command_children: dict[str, _CommandChildren] = {}
         self._webhook_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
 
     # -- hooks -------------------------------------------------------------------------
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in METHODS else "other"
-        self.http_duration.labels(route, method, str(status)).observe(seconds)
+        child = self._request_children.get((route, method, status))
+        if child is None:
+            label = method if method in METHODS else "other"
+            child = self.http_duration.labels(route, label, str(status))
+            if len(self._request_children) < CHILDREN_KEPT * 4:  # routes are templates
+                self._request_children[(route, method, status)] = child
+        child.observe(seconds)
 
     def track_command(self, command: object, future: asyncio.Future[Any]) -> None:
         """Count ``command`` and time it from now until ``future`` resolves."""
