@@ -8,7 +8,9 @@ LiveKit call: calls run beside it and their follow-up commands (``CallLiveKit.th
 ``StepResult.then``) are fed back ahead of queued commands, so lobby, webhook and snapshot
 commands never wait behind a hung LiveKit. Each command's deadline (queued at + the LiveKit
 timeout) bounds its wait in the queue and its LiveKit calls. A mailbox task exists only while
-the room has queued work, so idle rooms cost only their state. On activation the actor rebuilds
+the room has queued work, so idle rooms cost only their state; a participant or track webhook
+to an idle, activated room is decided by ``submit`` itself, as the task would do next (the
+ingestion hot path: no task, no wake-up). On activation the actor rebuilds
 its state from the database (the recording in flight, reconciled with its egresses) and from
 LiveKit (``ListParticipants``, authoritative for presence), never from assumptions.
 
