@@ -13,7 +13,7 @@ import re
 from aiohttp import web
 
 from api import keys
-from api.http import MAX_BODY_BYTES, json_response
+from api.http import MAX_BODY_BYTES, dumps
 from api.openapi import operation
 from api.schemas import WebhookOut
 from coordinator.errors import CoordinatorError
@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 
 SUCCESS = {"status": "success"}
 ERROR = {"status": "error"}
+# The two bodies encoded once (``json_response`` would serialise and encode them per event);
+# the responses are byte for byte what ``api.http.json_response`` makes of them.
+SUCCESS_BODY = dumps(SUCCESS).encode()
+ERROR_BODY = dumps(ERROR).encode()
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+
+
+def _answer(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, headers=_JSON)
 
 
 @operation(
@@ -40,35 +49,35 @@ async def livekit_webhook(request: web.Request) -> web.Response:
     authorization = request.headers.get("Authorization")
     if not authorization:
         metrics.observe_webhook("unverified", "refused")
-        return json_response(ERROR, status=401)
+        return _answer(ERROR_BODY, 401)
     raw = await request.read()
     if len(raw) > MAX_BODY_BYTES:
         metrics.observe_webhook("unverified", "refused")
-        return json_response(ERROR, status=400)
+        return _answer(ERROR_BODY, 400)
     try:
-        event = request.app[keys.LIVEKIT].verify_webhook(raw.decode("utf-8"), authorization)
-    except (InvalidWebhook, UnicodeDecodeError) as exc:
+        event = request.app[keys.LIVEKIT].verify_webhook(raw, authorization)  # the raw bytes
+    except InvalidWebhook as exc:
         log.info("webhook refused: %s", exc)
         metrics.observe_webhook("unverified", "refused")
-        return json_response(ERROR, status=400)
+        return _answer(ERROR_BODY, 400)
     if event.event not in WEBHOOK_EVENTS:
         metrics.observe_webhook(event.event, "unknown_event")
-        return json_response(ERROR, status=422)
+        return _answer(ERROR_BODY, 422)
     settings = request.app[keys.SETTINGS]
     room = event.room_name
     if not room or room.startswith(settings.connection_test_room_prefix):
         metrics.observe_webhook(event.event, "ignored")
-        return json_response(SUCCESS)
+        return _answer(SUCCESS_BODY)
     pattern = settings.livekit.webhook_events_filter_regex
     if pattern and not re.search(pattern, room):
         metrics.observe_webhook(event.event, "ignored")
-        return json_response(SUCCESS)
+        return _answer(SUCCESS_BODY)
     try:
         await request.app[keys.DIRECTORY].call(room, ApplyWebhook(event))
         await request.app[keys.INTEGRATIONS].on_webhook(event)  # SIP rules, agent dispatches
     except CoordinatorError as exc:
         log.warning("webhook %s for room %s not applied: %s", event.id, room, exc)
         metrics.observe_webhook(event.event, "unavailable")
-        return json_response(ERROR, status=503)
+        return _answer(ERROR_BODY, 503)
     metrics.observe_webhook(event.event, "applied", event.created_at)
-    return json_response(SUCCESS)
+    return _answer(SUCCESS_BODY)

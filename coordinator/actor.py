@@ -8,7 +8,9 @@ LiveKit call: calls run beside it and their follow-up commands (``CallLiveKit.th
 ``StepResult.then``) are fed back ahead of queued commands, so lobby, webhook and snapshot
 commands never wait behind a hung LiveKit. Each command's deadline (queued at + the LiveKit
 timeout) bounds its wait in the queue and its LiveKit calls. A mailbox task exists only while
-the room has queued work, so idle rooms cost only their state. On activation the actor rebuilds
+the room has queued work, so idle rooms cost only their state; a participant or track webhook
+to an idle, activated room is decided by ``submit`` itself, as the task would do next (the
+ingestion hot path: no task, no wake-up). On activation the actor rebuilds
 its state from the database (the recording in flight, reconciled with its egresses) and from
 LiveKit (``ListParticipants``, authoritative for presence), never from assumptions.
 
@@ -194,14 +196,59 @@ class RoomActor:
         """Queue ``command``; the future resolves with its reply (or its error)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._metrics is not None:
+            self._metrics.track_command(command, future)
+        if self._apply_now(command, future, loop):
+            return future
         if self._mailbox is None:
             self._mailbox = deque()
         self._mailbox.append((command, future, loop.time() + self.timeout))
         self._remember_origin(future)
-        if self._metrics is not None:
-            self._metrics.track_command(command, future)
         self._ensure_drain()
         return future
+
+    def _apply_now(
+        self, command: Command, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+    ) -> bool:
+        """A webhook that needs no await, applied at once when nothing is queued before it.
+
+        This is what the drain task would do next, without the task: an idle, activated room
+        decides a participant or track webhook synchronously (the state committed, the
+        events published, best-effort effects queued, the reply set). One whose decision
+        waits on LiveKit or the database, an egress event (its recording may need a lookup)
+        or any other command takes the mailbox; so does anything while a command is queued
+        or applying, which keeps the arrival order."""
+        if (
+            not isinstance(command, ApplyWebhook)
+            or command.event.egress is not None
+            or not self._activated
+            or self._stopped
+            or self._mailbox
+            or self._internal
+            or (self._task is not None and not self._task.done())
+        ):
+            return False
+        try:
+            decision = decide(self.state, command, self._clock())
+        except Exception as exc:
+            future.set_exception(exc)  # as the drain task would
+            return True
+        if not all(_best_effort(effect) for effect in decision.effects):
+            return False  # decided again by the drain task (decide is pure)
+        if not self._listed and self._listing is None and loop.time() >= self._listing_retry_at:
+            self._start_listing()  # as the drain task does before each command
+        token = COMMAND.set("ApplyWebhook")
+        try:
+            prior = self.state
+            self.state = decision.state
+            if self.events is not None:
+                self._publish(command, prior, decision.reply)
+            for effect in decision.effects:
+                self._side_effect(effect)
+        finally:
+            COMMAND.reset(token)
+        future.set_result(decision.reply)
+        return True
 
     def _remember_origin(self, future: asyncio.Future[Any]) -> None:
         request_id = REQUEST_ID.get()

@@ -228,7 +228,7 @@ class LiveKitAdapter:
 
     # -- webhooks ------------------------------------------------------------------------
 
-    def verify_webhook(self, body: str, authorization: str) -> WebhookEvent:
+    def verify_webhook(self, body: str | bytes, authorization: str) -> WebhookEvent:
         """Verify the raw body against the raw Authorization header; raise InvalidWebhook."""
         return verify_and_read(
             body, authorization, self._settings.api_key, self._settings.api_secret.get()

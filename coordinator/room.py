@@ -372,6 +372,8 @@ class Decision:
 
 def decide(state: RoomState, command: Command, now: float) -> Decision:
     """The room's next state, the effects to run, and the caller's reply."""
+    if isinstance(command, ApplyWebhook):  # the hot path: its counters in its own replace
+        return _webhook(state, command.event, command.recording, now)
     state = replace(state, commands=state.commands + 1, last_activity=now)
     match command:
         case Recover():
@@ -387,8 +389,8 @@ def decide(state: RoomState, command: Command, now: float) -> Decision:
             return Decision(replace(state, lobby=lobby))
         case ParticipantsListed():
             return Decision(_listed(state, command))
-        case ApplyWebhook():
-            return _webhook(state, command.event, command.recording)
+        case ApplyWebhook():  # decided above
+            return _webhook(state, command.event, command.recording, now)
         case RecordingLoaded():
             if command.recording is not None and command.recording.status in IN_FLIGHT:
                 return Decision(replace(state, recording=command.recording))
@@ -558,11 +560,20 @@ def _decide_entry(state: RoomState, command: DecideEntry, now: float) -> Decisio
 # -- webhooks ----------------------------------------------------------------------------
 
 
-def _webhook(state: RoomState, event: WebhookEvent, recording: RecordingState | None) -> Decision:
+def _webhook(
+    state: RoomState, event: WebhookEvent, recording: RecordingState | None, now: float
+) -> Decision:
+    commands = state.commands + 1
     if event.id and event.id in state.seen_events:
-        return Decision(state, reply="duplicate")
+        return Decision(replace(state, commands=commands, last_activity=now), reply="duplicate")
     seen = (*state.seen_events[-(SEEN_EVENTS_KEPT - 1) :], event.id) if event.id else ()
-    state = replace(state, seen_events=seen or state.seen_events, webhooks=state.webhooks + 1)
+    state = replace(
+        state,
+        commands=commands,
+        last_activity=now,
+        seen_events=seen or state.seen_events,
+        webhooks=state.webhooks + 1,
+    )
     kind = event.event
     if kind == "participant_joined" and event.participant is not None:
         if _before_listing(state, event.participant):

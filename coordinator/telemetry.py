@@ -15,6 +15,7 @@ gauges declare how processes combine (``livesum``, ``livemax``, ``mostrecent``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import re
@@ -265,29 +266,41 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # Label children bound once (``labels()`` validates and locks on every call): the
+        # per-command and per-webhook hooks run on the ingestion hot path.
+        self._command_children: dict[str, _CommandChildren] = {}
+        self._webhook_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
 
     # -- hooks -------------------------------------------------------------------------
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in METHODS else "other"
-        self.http_duration.labels(route, method, str(status)).observe(seconds)
+        child = self._request_children.get((route, method, status))
+        if child is None:
+            label = method if method in METHODS else "other"
+            child = self.http_duration.labels(route, label, str(status))
+            if len(self._request_children) < CHILDREN_KEPT * 4:  # routes are templates
+                self._request_children[(route, method, status)] = child
+        child.observe(seconds)
 
     def track_command(self, command: object, future: asyncio.Future[Any]) -> None:
         """Count ``command`` and time it from now until ``future`` resolves."""
         name = type(command).__name__
-        started = time.perf_counter()
-
-        def done(settled: asyncio.Future[Any]) -> None:
-            self.command_duration.labels(name).observe(time.perf_counter() - started)
-            self.commands.labels(name, command_outcome(settled)).inc()
-
-        future.add_done_callback(done)
+        bound = self._command_children.get(name)
+        if bound is None:
+            bound = self._command_children[name] = _CommandChildren(self, name)
+        future.add_done_callback(functools.partial(bound.done, time.perf_counter()))
 
     def observe_webhook(self, event: str, outcome: str, created_at: int | None = None) -> None:
-        label = event if event in WEBHOOK_EVENTS or event == UNVERIFIED else "other"
-        self.webhooks.labels(label, outcome).inc()
+        children = self._webhook_children.get((event, outcome))
+        if children is None:
+            label = event if event in WEBHOOK_EVENTS or event == UNVERIFIED else "other"
+            children = (self.webhooks.labels(label, outcome), self.webhook_lag.labels(label))
+            if len(self._webhook_children) < CHILDREN_KEPT:  # event names come from LiveKit
+                self._webhook_children[(event, outcome)] = children
+        children[0].inc()
         if created_at:
-            self.webhook_lag.labels(label).observe(max(0.0, time.time() - created_at))
+            children[1].observe(max(0.0, time.time() - created_at))
 
     def observe_livekit(self, method: str, seconds: float, error_kind: str | None) -> None:
         self.livekit_duration.labels(method).observe(seconds)
@@ -330,6 +343,29 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry, path=self.multiprocess_directory)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+CHILDREN_KEPT = 256  # bound children cached per family (label values are bounded anyway)
+
+
+class _CommandChildren:
+    """One command type's duration histogram child and its counter child per outcome."""
+
+    __slots__ = ("_metrics", "duration", "name", "outcomes")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._metrics = metrics
+        self.name = name
+        self.duration = metrics.command_duration.labels(name)
+        self.outcomes: dict[str, Any] = {}
+
+    def done(self, started: float, settled: asyncio.Future[Any]) -> None:
+        self.duration.observe(time.perf_counter() - started)
+        outcome = command_outcome(settled)
+        counter = self.outcomes.get(outcome)
+        if counter is None:
+            counter = self.outcomes[outcome] = self._metrics.commands.labels(self.name, outcome)
+        counter.inc()
 
 
 def command_outcome(future: asyncio.Future[Any]) -> str:

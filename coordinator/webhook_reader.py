@@ -1,13 +1,17 @@
 """Verify and read LiveKit webhooks without the protobuf JSON parser (the ingestion hot path).
 
 ``verify_and_read(body, authorization, key, secret)`` performs the checks of livekit-api's
-``WebhookReceiver`` — an HS256 JWT (PyJWT, key prepared once) whose issuer is our API key,
-``exp`` required, 60 s leeway, and a base64 ``sha256`` claim equal to the SHA-256 of the raw
-body — then maps the protojson body straight to :class:`WebhookEvent`. The body is what Go's
-``protojson.Marshal`` writes (livekit.md §5.1): lowerCamelCase names (snake_case accepted too,
-as protobuf's parser does), enums as names, int64 as strings, zero values omitted — so every
-absent field takes the protobuf default here. A differential test checks this reader against
-the protobuf path on every event shape the stand-in emits.
+``WebhookReceiver`` — an HS256 JWT whose issuer is our API key, ``exp`` required, 60 s leeway,
+and a base64 ``sha256`` claim equal to the SHA-256 of the raw body — then maps the protojson
+body straight to :class:`WebhookEvent`. The token LiveKit sends (header
+``{"alg":"HS256","typ":"JWT"}``, the only one its signer writes) is checked here with one
+``hmac.digest`` on the prepared key, its signature compared in canonical base64url and its
+payload decoded as strictly as PyJWT does; any other header goes through PyJWT's generic path
+(``alg`` allow-list, ``kid``/``crit``/``b64`` rules), so both accept exactly the same tokens.
+The body is what Go's ``protojson.Marshal`` writes (livekit.md §5.1): lowerCamelCase names
+(snake_case accepted too, as protobuf's parser does), enums as names, int64 as strings, zero
+values omitted — so every absent field takes the protobuf default here. A differential test
+checks this reader against the protobuf path on every event shape the stand-in emits.
 """
 
 from __future__ import annotations
@@ -32,17 +36,19 @@ class InvalidWebhook(Exception):
     """The webhook's signature, token or body did not verify."""
 
 
-def verify_and_read(body: str, authorization: str, key: str, secret: str) -> WebhookEvent:
+def verify_and_read(body: str | bytes, authorization: str, key: str, secret: str) -> WebhookEvent:
+    """The event of a verified webhook; ``body`` is the raw body (bytes, or its text)."""
+    raw = body.encode() if isinstance(body, str) else body
     claims = _verify_token(authorization, key, secret)
     expected = claims.get("sha256")
     if not isinstance(expected, str) or not expected:
         raise InvalidWebhook("sha256 was not found in the token")
-    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    digest = base64.b64encode(hashlib.sha256(raw).digest()).decode()
     if not hmac.compare_digest(digest, expected):
         raise InvalidWebhook("hash mismatch")
     try:
-        data = json.loads(body)
-    except ValueError as exc:
+        data = json.loads(raw.decode() if isinstance(body, bytes) else body)
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidWebhook(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidWebhook("the body is not a JSON object")
@@ -52,11 +58,76 @@ def verify_and_read(body: str, authorization: str, key: str, secret: str) -> Web
         raise InvalidWebhook(f"malformed event: {exc}") from None
 
 
+# PyJWT's and LiveKit's (go-jose) header segment: base64url of ``{"alg":"HS256","typ":"JWT"}``.
+HS256_HEADER = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_+/", b"+/-_")  # "+" and "/" become invalid
+_KEYS: dict[str, bytes] = {}  # secret → its bytes, prepared once
+
+
+def _prepared(secret: str) -> bytes:
+    prepared = _KEYS.get(secret)
+    if prepared is None:
+        prepared = secret.encode()
+        if len(_KEYS) < 16:
+            _KEYS[secret] = prepared
+    return prepared
+
+
+def _unpadded(segment: bytes) -> bytes | None:
+    """``segment`` without its ``=`` padding; None when the padding is malformed (PyJWT's
+    rule: at most two, and only on a segment whose length is a multiple of 4)."""
+    stripped = segment.rstrip(b"=")
+    padding = len(segment) - len(stripped)
+    if padding > 2 or (padding and len(segment) % 4):
+        return None
+    return stripped
+
+
+def b64url_strict(segment: bytes) -> bytes:
+    """Decode a base64url segment as PyJWT does: alphabet only, canonical, ``ValueError`` else."""
+    stripped = _unpadded(segment)
+    if stripped is None or len(stripped) % 4 == 1:
+        raise ValueError("invalid base64url padding")
+    translated = stripped.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(stripped) % 4)
+    decoded = base64.b64decode(translated, validate=True)  # binascii.Error is a ValueError
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
+        raise ValueError("non-canonical base64url")
+    return decoded
+
+
+def _signed_payload(token: str, secret: str) -> bytes:
+    """The payload of an HS256 token whose signature verifies; ``InvalidWebhook`` else."""
+    try:
+        raw = token.encode()
+    except UnicodeError:
+        raise InvalidWebhook("Invalid token bytes") from None
+    signing_input, dot, signature = raw.rpartition(b".")
+    header, _, payload = signing_input.partition(b".")
+    if header != HS256_HEADER or not dot:
+        # Any other header (or no header at all): PyJWT's generic checks decide.
+        try:
+            decoded: bytes = _JWS.decode_complete(token, secret, algorithms=["HS256"])["payload"]
+        except jwt.InvalidTokenError as exc:
+            raise InvalidWebhook(str(exc) or type(exc).__name__) from None
+        return decoded
+    # Comparing canonical encodings is PyJWT's strict decode of the signature + compare.
+    expected = base64.urlsafe_b64encode(hmac.digest(_prepared(secret), signing_input, "sha256"))
+    stripped = _unpadded(signature)
+    if stripped is None or not hmac.compare_digest(stripped, expected.rstrip(b"=")):
+        raise InvalidWebhook("Signature verification failed")
+    try:
+        return b64url_strict(payload)
+    except ValueError:
+        raise InvalidWebhook("Invalid payload padding") from None
+
+
 def _verify_token(token: str, key: str, secret: str) -> dict[str, Any]:
     try:
-        payload = _JWS.decode_complete(token, secret, algorithms=["HS256"])["payload"]
-        claims = json.loads(payload)
-    except (jwt.InvalidTokenError, ValueError) as exc:
+        payload = _signed_payload(token, secret)
+        # A JSON object in UTF-8 (what every signer writes) read as text: ``json.loads`` on
+        # bytes first sniffs UTF-16/32 in Python, which costs more than the parse itself.
+        claims = json.loads(payload.decode() if payload[:1] == b"{" else payload)
+    except ValueError as exc:
         raise InvalidWebhook(str(exc) or type(exc).__name__) from None
     if not isinstance(claims, dict):
         raise InvalidWebhook("invalid claims")

@@ -222,3 +222,56 @@ async def test_a_join_replayed_after_a_restart_does_not_bring_back_who_left(
     livekit_standin.join(name, "ada")  # a real new session of ada is applied
     await livekit_standin.webhooks.drain()
     assert identities(await live(restarted, room)) == ["ada", "bob"]
+
+
+async def test_forged_tokens_are_refused_over_http(
+    lk_client: Client, livekit_standin: LiveKitStandin
+) -> None:
+    """The HS256 fast path seen from outside: a token signed with another secret, one whose
+    signature is not the canonical encoding, an unsigned ``alg: none`` one, and odd bytes in
+    the header are all 400 with the JSON error body; nothing reaches a room."""
+    import base64
+    import json
+
+    event = api.WebhookEvent(
+        event="participant_joined",
+        id="EV_forged",
+        room=api.Room(name="forged-room"),
+        participant=api.ParticipantInfo(identity="mallory", sid="PA_m"),
+    )
+    body, headers = sign_webhook(event, livekit_standin.api_key, livekit_standin.api_secret)
+    token = headers["Authorization"]
+    header, payload, signature = token.split(".")
+    _, other = sign_webhook(event, livekit_standin.api_key, livekit_standin.api_secret + "x")
+    flipped = signature[:-1] + ("B" if signature[-1] == "A" else "A")
+    unsigned = base64.urlsafe_b64encode(json.dumps({"alg": "none"}).encode()).rstrip(b"=")
+    forged = [
+        other["Authorization"],
+        f"{header}.{payload}.{flipped}",
+        f"{unsigned.decode()}.{payload}.",
+        f"{header}.{payload}",
+    ]
+    for authorization in forged:
+        response = await lk_client.post(
+            URL, data=body, headers={**headers, "Authorization": authorization}
+        )
+        assert response.status == 400, authorization
+        assert await response.json() == {"status": "error"}
+    # Bytes no client library sends (invalid UTF-8 in the header), over a raw connection.
+    import asyncio
+
+    server = lk_client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        f"POST {URL} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body.encode())}\r\n"
+        "Connection: close\r\nAuthorization: ".encode()
+        + token.encode()[:-2]
+        + b"\xff\xfe\r\n\r\n"
+        + body.encode()
+    )
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400") and answer.endswith(b'{"status":"error"}'), answer
+    assert "forged-room" not in lk_client.app[keys.DIRECTORY].active_rooms()
+    good = await lk_client.post(URL, data=body.encode(), headers=headers)
+    assert good.status == 200 and await good.json() == {"status": "success"}

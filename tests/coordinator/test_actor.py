@@ -210,3 +210,44 @@ async def test_a_failing_effect_fails_only_its_command() -> None:
     assert isinstance(results[0], RuntimeError)
     assert isinstance(results[1], dict)
     await directory.close()
+
+
+async def test_a_webhook_to_an_idle_room_applies_at_once_and_in_order_behind_queued_work() -> None:
+    """The inline path (no drain task) for a participant webhook to an idle, activated room;
+    anything queued or applying before it keeps it in the mailbox, behind that work."""
+    release = asyncio.Event()
+    looked_up: list[str] = []
+
+    class SlowLookups(FakeRecordings):
+        async def by_egress(self, egress_id: str) -> RecordingState | None:
+            looked_up.append(egress_id)
+            await release.wait()
+            return None
+
+    directory = LocalDirectory(FakeMedia(), SlowLookups())
+    room = "room-inline"
+    await directory.call(room, Snapshot())  # activated (and listed)
+    await directory.settle(room)
+    actor = directory.actor(room)
+    first = actor.submit(joined(room, "ada", 1))
+    assert first.done() and first.result() == "applied" and actor._task is None
+    assert "ada" in actor.state.participants
+    again = actor.submit(joined(room, "ada", 1))  # the same event id: deduplicated inline
+    assert again.done() and again.result() == "duplicate"
+    # An egress event takes the mailbox (its recording may need a lookup)...
+    egress = Egress(egress_id="EG_1", room_name=room, status="EGRESS_ENDING")
+    update = WebhookEvent("EV_egress", "egress_updated", 2, room, "", egress=egress)
+    queued = actor.submit(ApplyWebhook(update))
+    assert not queued.done()
+    await asyncio.sleep(0)
+    assert looked_up == ["EG_1"]
+    # ...and a participant webhook behind it waits its turn instead of overtaking it.
+    behind = actor.submit(left(room, "ada", 3))
+    assert not behind.done() and "ada" in actor.state.participants
+    release.set()
+    assert await queued == "unknown_recording"
+    assert await behind == "applied"
+    assert "ada" not in actor.state.participants
+    snapshot = await directory.call(room, Snapshot())
+    assert snapshot["counters"]["webhooks"] == 3  # the duplicate counts once
+    await directory.close()

@@ -147,3 +147,117 @@ def test_malformed_bodies_are_invalid(body: str) -> None:
     )
     with pytest.raises(InvalidWebhook):
         verify_and_read(body, token, KEY, SECRET)
+
+
+# -- the HS256 fast path accepts exactly the tokens PyJWT's generic path accepts ------------
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _token(header: str, payload: str, *, secret: str = SECRET, signature: str | None = None) -> str:
+    """A compact JWS from raw segments, validly signed unless ``signature`` is given."""
+    import hashlib
+    import hmac
+
+    signing_input = f"{header}.{payload}"
+    if signature is None:
+        digest = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+        signature = _b64(digest)
+    return f"{signing_input}.{signature}"
+
+
+def _token_variants() -> dict[str, tuple[str, str]]:
+    """(body, Authorization) pairs: the ordinary token and hostile or unusual ones."""
+    import base64
+    import hashlib
+    import time
+
+    event = api.WebhookEvent(event="room_started", id="EV_t", room=api.Room(name="r"))
+    body, headers = sign_webhook(event, KEY, SECRET)
+    good = headers["Authorization"]
+    header, payload, signature = good.split(".")
+    sha = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    now = int(time.time())
+    claims = {"iss": KEY, "sha256": sha, "nbf": now, "exp": now + 300}
+    raw_claims = json.dumps(claims).encode()
+
+    def segment(value: object) -> str:
+        return _b64(json.dumps(value).encode())
+
+    last = signature[-1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    variants = {
+        "livekit": good,
+        "padded_signature": f"{good}=",
+        "padded_twice": f"{good}==",
+        "padded_thrice": f"{good}===",
+        "signature_cut": good[:-1],
+        "signature_empty": f"{header}.{payload}.",
+        "no_signature": f"{header}.{payload}",
+        "one_segment": header,
+        "empty": "",
+        "dots": "..",
+        "four_segments": _token(header, f"{payload}.{payload}"),
+        "wrong_secret": _token(header, payload, secret=SECRET + "x"),
+        "signature_with_plus": f"{header}.{payload}.{signature[:-2]}+{last}",
+        "alg_only_header": _token(segment({"alg": "HS256"}), payload),
+        "kid_header": _token(segment({"alg": "HS256", "typ": "JWT", "kid": "k1"}), payload),
+        "numeric_kid": _token(segment({"alg": "HS256", "kid": 7}), payload),
+        "alg_none": f"{segment({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
+        "alg_hs512": _token(segment({"alg": "HS512", "typ": "JWT"}), payload),
+        "b64_false": _token(
+            segment({"alg": "HS256", "b64": False, "crit": ["b64"]}), _b64(raw_claims)
+        ),
+        "padded_payload": _token(header, payload + "=" * (-len(payload) % 4 or 4)),
+        "payload_with_plus": _token(header, payload[:-1] + "+"),
+        "payload_not_json": _token(header, _b64(b"not json")),
+        "payload_a_list": _token(header, _b64(b"[1]")),
+        "payload_utf16": _token(header, _b64(json.dumps(claims).encode("utf-16"))),
+        "payload_bom": _token(header, _b64(b"\xef\xbb\xbf" + raw_claims)),
+        "non_ascii": good[:-1] + "é",
+        "surrogate": good[:-1] + "\udcff",
+        "bearer": f"Bearer {good}",
+    }
+    # Signature segments that decode to the valid signature's bytes without being its
+    # canonical encoding (the last character's unused bits set): PyJWT refuses them.
+    for char in alphabet:
+        if char != last:
+            variants[f"last_char_{char}"] = good[:-1] + char
+    return {name: (body, token) for name, token in variants.items()}
+
+
+VARIANTS = _token_variants()
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_tokens_are_accepted_exactly_as_the_receiver_accepts_them(name: str) -> None:
+    body, token = VARIANTS[name]
+    try:
+        reference(body, token)
+    except Exception:  # the receiver raises many unrelated types
+        expected = False
+    else:
+        expected = True
+    try:
+        verify_and_read(body.encode(), token, KEY, SECRET)
+    except InvalidWebhook:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == expected, name
+
+
+def test_the_raw_body_bytes_are_what_is_hashed() -> None:
+    event = api.WebhookEvent(event="room_started", id="EV_b", room=api.Room(name="r"))
+    body, headers = sign_webhook(event, KEY, SECRET)
+    token = headers["Authorization"]
+    assert verify_and_read(body.encode(), token, KEY, SECRET) == verify_and_read(
+        body, token, KEY, SECRET
+    )
+    for changed in (body.encode() + b" ", b"\xff" + body.encode(), body.encode()[:-1]):
+        with pytest.raises(InvalidWebhook):
+            verify_and_read(changed, token, KEY, SECRET)
