@@ -40,6 +40,7 @@ from coordinator.room import (
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid
 from storage import outbox as outbox_store
+from storage import reads
 from storage import recordings as store
 from storage import rooms as room_store
 from storage.engine import SessionMaker
@@ -118,15 +119,15 @@ class RecordingLifecycle:
         room_id = parse_uuid(room)
         if room_id is None or str(room_id) != room:
             return None  # unregistered rooms (named by slug) never record
-        async with self._sessionmaker() as session:
-            return recording_state(await store.in_flight_recording(session, room_id))
+        source = reads.reader(self._sessionmaker)
+        return recording_state(await store.read_in_flight(source, room_id))
 
     async def by_egress(self, egress_id: str) -> RecordingState | None:
         known = self._starting.get(egress_id) or self._ended.get(egress_id)
         if known is not None:
             return known
-        async with self._sessionmaker() as session:
-            state = recording_state(await store.recording_by_worker(session, egress_id))
+        source = reads.reader(self._sessionmaker)
+        state = recording_state(await store.read_by_worker(source, egress_id))
         if state is not None and state.egress_status is None and state.status in STOPPED:
             # Stopped: its egress was at least ending, so a late STARTING or ACTIVE event
             # is stale (it must not turn the room's ``saving`` back to ``started``).

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Executable, Table, bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import reads
 from storage.engine import SessionMaker, Statement, write
 from storage.models import Recording, RecordingAccess, utcnow
 
@@ -45,21 +46,50 @@ def recording_record(recording: Recording) -> RecordingRecord:
     )
 
 
-async def in_flight_recording(session: AsyncSession, room_id: uuid.UUID) -> RecordingRecord | None:
-    recording = await session.scalar(
-        select(Recording).where(Recording.room_id == room_id, Recording.status.in_(IN_FLIGHT))
+_RECORDING = (
+    "id, room_id, status, mode, worker_id, options, external_process_id, created_at, updated_at"
+)
+_BY_WORKER = reads.Query(
+    f"SELECT {_RECORDING} FROM meet_recording WHERE worker_id = ? ORDER BY created_at DESC LIMIT 1"
+)
+_IN_FLIGHT_OF_ROOM = reads.Query(
+    f"SELECT {_RECORDING} FROM meet_recording WHERE room_id = ? "
+    f"AND status IN ({', '.join(repr(status) for status in IN_FLIGHT)})"
+)
+
+
+def _recording(values: Any, row: Any) -> RecordingRecord:
+    return RecordingRecord(
+        id=values.uuid_out(row[0]),
+        room_id=values.uuid_out(row[1]),
+        status=row[2],
+        mode=row[3],
+        worker_id=row[4],
+        options=values.json_out(row[5]),
+        external_process_id=row[6],
+        created_at=values.datetime_out(row[7]),
+        updated_at=values.datetime_out(row[8]),
     )
-    return recording_record(recording) if recording else None
+
+
+async def read_in_flight(source: reads.Reader, room_id: uuid.UUID) -> RecordingRecord | None:
+    """The room's recording in flight (initiated or active), without the ORM."""
+    rows = await source.rows(_IN_FLIGHT_OF_ROOM, (source.values.uuid_in(room_id),))
+    return _recording(source.values, rows[0]) if rows else None
+
+
+async def read_by_worker(source: reads.Reader, worker_id: str) -> RecordingRecord | None:
+    """The newest recording of the egress ``worker_id``, without the ORM."""
+    rows = await source.rows(_BY_WORKER, (worker_id,))
+    return _recording(source.values, rows[0]) if rows else None
+
+
+async def in_flight_recording(session: AsyncSession, room_id: uuid.UUID) -> RecordingRecord | None:
+    return await read_in_flight(reads.SessionReader(session), room_id)
 
 
 async def recording_by_worker(session: AsyncSession, worker_id: str) -> RecordingRecord | None:
-    recording = await session.scalar(
-        select(Recording)
-        .where(Recording.worker_id == worker_id)
-        .order_by(Recording.created_at.desc())
-        .limit(1)
-    )
-    return recording_record(recording) if recording else None
+    return await read_by_worker(reads.SessionReader(session), worker_id)
 
 
 async def get_recording(

@@ -133,19 +133,19 @@ async def test_a_webhook_before_the_egress_id_is_written_needs_no_read(
     lifecycle = env.client.app[keys.RECORDINGS]
     reads: list[str] = []
     seen_meanwhile: list[Any] = []
-    read_by_worker = store.recording_by_worker
+    read_by_worker = store.read_by_worker
     write_status = store.write_status
 
-    async def counted_read(session: Any, worker_id: str) -> Any:
+    async def counted_read(source: Any, worker_id: str) -> Any:
         reads.append(worker_id)
-        return await read_by_worker(session, worker_id)
+        return await read_by_worker(source, worker_id)
 
     async def webhook_meanwhile(*args: Any, **kwargs: Any) -> None:
         if kwargs.get("worker_id"):
             seen_meanwhile.append(await lifecycle.by_egress(kwargs["worker_id"]))
         await write_status(*args, **kwargs)
 
-    monkeypatch.setattr(store, "recording_by_worker", counted_read)
+    monkeypatch.setattr(store, "read_by_worker", counted_read)
     monkeypatch.setattr(store, "write_status", webhook_meanwhile)
     _, _, recording_id, egress_id = await flow.started(env, "transcript")
     [meanwhile] = seen_meanwhile
