@@ -224,9 +224,11 @@ def _token_variants() -> dict[str, tuple[str, str]]:
     }
     # Signature segments that decode to the valid signature's bytes without being its
     # canonical encoding (the last character's unused bits set): PyJWT refuses them.
-    for char in alphabet:
-        if char != last:
-            variants[f"last_char_{char}"] = good[:-1] + char
+    # (Named by position, not by character: the signature, hence its last character, depends
+    # on the clock, and every xdist worker must collect the same test ids.)
+    others = [char for char in alphabet if char != last]
+    for index, char in enumerate(others):
+        variants[f"other_last_char_{index:02d}"] = good[:-1] + char
     return {name: (body, token) for name, token in variants.items()}
 
 
