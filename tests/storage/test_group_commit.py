@@ -47,6 +47,7 @@ async def test_inline_commits_are_checkpointed(
     """The inline connection never checkpoints on commit: without the periodic checkpoint
     the WAL would grow by every commit (300 creations: several MiB)."""
     monkeypatch.setattr(GroupCommit, "CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(GroupCommit, "RESTART_EVERY", 20)
     owner = await factory.user()
     for n in range(300):
         await room_store.insert_room(
