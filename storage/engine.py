@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import aiosqlite
 from sqlalchemy import Executable, event, exc, text
@@ -214,21 +214,9 @@ class GroupCommit:
     ) -> list[BaseException | None]:
         connection = self._inline
         if connection is None:
-            connection = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False, timeout=0
-            )
-            _sqlite_pragmas(connection, None)
-            connection.execute("PRAGMA busy_timeout=0")
+            connection = self._inline = _raw_connection(self._path, busy_timeout=0)
             connection.execute("PRAGMA wal_autocheckpoint=0")
-            self._inline = connection
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise _Busy from error
-            self._inline = None
-            connection.close()
-            raise _wrapped(error) from error
+        self._begin(connection, inline=True)
         errors = self._units(connection, batch)
         self._inline_batches += 1
         return errors
@@ -238,32 +226,39 @@ class GroupCommit:
             self._open().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _open(self) -> sqlite3.Connection:
-        connection = self._connection
-        if connection is None:
-            connection = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            _sqlite_pragmas(connection, None)
-            self._connection = connection
-        return connection
+        if self._connection is None:
+            self._connection = _raw_connection(self._path, busy_timeout=30)
+        return self._connection
 
     def _run(self, batch: list[tuple[Sequence[Statement], Any]]) -> list[BaseException | None]:
         """The batch on the executor's connection, which waits for the write lock."""
         with self._guard:
             connection = self._open()
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except BaseException as error:
-                self._connection = None
-                connection.close()
-                if isinstance(error, sqlite3.Error):
-                    raise _wrapped(error) from error
-                raise
-            try:
-                return self._units(connection, batch)
-            finally:
-                if connection.in_transaction or self._connection is not connection:
-                    self._connection = None
+            self._begin(connection, inline=False)
+            return self._units(connection, batch)
+
+    def _begin(self, connection: sqlite3.Connection, *, inline: bool) -> None:
+        """``BEGIN IMMEDIATE``; inline, a lock held elsewhere is :class:`_Busy` at once."""
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if inline and ("locked" in str(error) or "busy" in str(error)):
+                raise _Busy from error
+            self._drop(connection, error)
+        except BaseException as error:
+            self._drop(connection, error)
+
+    def _drop(self, connection: sqlite3.Connection, error: BaseException) -> NoReturn:
+        """Whatever state it was left in, the connection is never reused; ``error`` is
+        raised again (a driver error as SQLAlchemy's)."""
+        if connection is self._inline:
+            self._inline = None
+        if connection is self._connection:
+            self._connection = None
+        connection.close()
+        if isinstance(error, sqlite3.Error):
+            raise _wrapped(error) from error
+        raise error
 
     def _units(
         self, connection: sqlite3.Connection, batch: list[tuple[Sequence[Statement], Any]]
@@ -291,15 +286,7 @@ class GroupCommit:
                 connection.execute("RELEASE unit")
             connection.execute("COMMIT")
         except BaseException as error:
-            # Whatever state it was left in, the connection is never reused.
-            if connection is self._inline:
-                self._inline = None
-            if connection is self._connection:
-                self._connection = None
-            connection.close()
-            if isinstance(error, sqlite3.Error):
-                raise _wrapped(error) from error
-            raise
+            self._drop(connection, error)
         return errors
 
     def _close_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -473,6 +460,17 @@ async def _write_postgres(
         await source.execute(prepared)
     except asyncpg.IntegrityConstraintViolationError as error:
         raise exc.IntegrityError(prepared[0][0], None, error) from error
+
+
+def _raw_connection(path: str, *, busy_timeout: float) -> sqlite3.Connection:
+    """A ``sqlite3`` connection in autocommit with the project's pragmas; ``busy_timeout``
+    seconds of waiting for a lock held elsewhere."""
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
+    _sqlite_pragmas(connection, None)
+    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    return connection
 
 
 def _wrapped(error: sqlite3.Error) -> exc.StatementError:

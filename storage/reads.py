@@ -28,6 +28,7 @@ import json
 import re
 import sqlite3
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -114,15 +115,15 @@ class PostgresValues:
         return dict(value or {})
 
 
-class Reader:
+class Reader(ABC):
     """Runs a :class:`Query`; ``values`` converts what goes in and comes out."""
 
     values: type[SQLiteValues] | type[PostgresValues]
 
-    async def rows(self, query: Query, params: Sequence[Any]) -> list[Row]:
-        raise NotImplementedError
+    @abstractmethod
+    async def rows(self, query: Query, params: Sequence[Any]) -> list[Row]: ...
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (most readers hold nothing)
         """Release what the reader holds (the application's shutdown)."""
 
 
@@ -235,6 +236,10 @@ class PostgresReader(Reader):
             await pool.close()
 
 
+def _values_of(bind: Any) -> type[SQLiteValues] | type[PostgresValues]:
+    return SQLiteValues if bind is not None and bind.dialect.name == "sqlite" else PostgresValues
+
+
 async def _keep_session(connection: Any) -> None:
     return None
 
@@ -244,9 +249,7 @@ class SessionReader(Reader):
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        bind = session.bind
-        sqlite = bind is not None and bind.dialect.name == "sqlite"
-        self.values = SQLiteValues if sqlite else PostgresValues
+        self.values = _values_of(session.bind)
 
     async def rows(self, query: Query, params: Sequence[Any]) -> list[Row]:
         connection = await self._session.connection()
@@ -260,9 +263,7 @@ class SessionmakerReader(Reader):
 
     def __init__(self, sessionmaker: Any) -> None:
         self._sessionmaker = sessionmaker
-        bind = sessionmaker.kw.get("bind")
-        sqlite = bind is not None and bind.dialect.name == "sqlite"
-        self.values = SQLiteValues if sqlite else PostgresValues
+        self.values = _values_of(sessionmaker.kw.get("bind"))
 
     async def rows(self, query: Query, params: Sequence[Any]) -> list[Row]:
         async with self._sessionmaker() as session:
