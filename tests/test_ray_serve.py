@@ -264,7 +264,11 @@ async def test_a_killed_host_costs_seconds_and_no_wrong_answer(stack: Stack) -> 
     assert not wrong, wrong
     assert set(statuses) <= {200, 503}
     assert back < failover_limit(), f"every room served again after {back:.1f} s"
-    assert stack.cluster.host_pids(SECOND_IP) not in ([], [victim])  # Ray restarted it there
+    # Ray restarts the host there, possibly after its rooms were served again elsewhere
+    restarted = time.monotonic() + 6 * FAILOVER_LIMIT
+    while stack.cluster.host_pids(SECOND_IP) in ([], [victim]):
+        assert time.monotonic() < restarted, "the killed host was not restarted on its raylet"
+        await asyncio.sleep(0.1)
     await finish_and_notify_once(stack)
 
 
