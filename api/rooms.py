@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api import keys
@@ -62,7 +64,8 @@ async def list_rooms(request: web.Request) -> web.Response:
         result: Page[RoomView] = Page([], 0)
     else:
         result = await request.app[keys.ROOMS].list(user, offset=(page - 1) * size, limit=size)
-    results = [room_json(view) for view in result.items]
+    users: dict[Any, dict[str, Any]] = {}
+    results = [room_json(view, users) for view in result.items]
     return json_response(paginated(request, page, size, result, results))
 
 

@@ -30,25 +30,39 @@ def access_json(access: AccessRecord) -> dict[str, Any]:
     }
 
 
-def room_json(view: RoomView) -> dict[str, Any]:
+def room_json(view: RoomView, users: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``users``: the user objects already made for this response, by user id (a list shows
+    the caller in every room)."""
     room = view.room
+    room_id = str(room.id)
     data: dict[str, Any] = {
-        "id": str(room.id),
+        "id": room_id,
         "name": room.name,
         "slug": room.slug,
         "configuration": room.configuration,
         "access_level": room.access_level,
     }
     if view.accesses is not None:
-        data["accesses"] = [
-            {
-                "id": str(access.id),
-                "user": user_json(access.user) if access.user else None,
-                "resource": str(access.resource_id),
-                "role": access.role,
-            }
-            for access in view.accesses
-        ]
+        made = {} if users is None else users
+        accesses = data["accesses"] = []
+        for access in view.accesses:
+            member = access.user
+            if member is None:
+                shown = None
+            else:
+                shown = made.get(member.id)
+                if shown is None:
+                    shown = made[member.id] = user_json(member)
+            accesses.append(
+                {
+                    "id": str(access.id),
+                    "user": shown,
+                    "resource": room_id
+                    if access.resource_id == room.id
+                    else str(access.resource_id),
+                    "role": access.role,
+                }
+            )
     if view.livekit is not None:
         data["pin_code"] = room.pin_code
         data["livekit"] = {

@@ -26,7 +26,13 @@ from coordinator.errors import (
 from coordinator.room import SyncRoomSettings
 from coordinator.settings import Settings
 from coordinator.slugs import parse_uuid, slugify
-from coordinator.tokens import Participant, mint_token, new_identity, publish_sources
+from coordinator.tokens import (
+    Participant,
+    TokenMemory,
+    mint_token,
+    new_identity,
+    publish_sources,
+)
 from storage import reads
 from storage import rooms as room_store
 from storage import users as user_store
@@ -128,6 +134,9 @@ class RoomService:
         self.creation_callbacks: TTLCache[str, dict[str, str]] = TTLCache(
             ttl=settings.room_creation_callback_cache_timeout
         )
+        # A user's token for a room is reused for a minute (lists sign one per room); off
+        # with the lookup caches.
+        self.tokens = TokenMemory() if self.cache.enabled else None
 
     # -- tokens ------------------------------------------------------------------------
 
@@ -155,6 +164,7 @@ class RoomService:
             room=room_name,
             participant=participant,
             sources=publish_sources(settings.livekit, configuration, role),
+            memory=self.tokens if user is not None else None,
         )
         return LiveKitAccess(url=settings.livekit.api_url, room=room_name, token=token)
 

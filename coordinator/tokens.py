@@ -10,10 +10,12 @@ import json
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 
@@ -54,7 +56,13 @@ def _b64url(data: bytes) -> bytes:
 def encode_hs256(claims: dict[str, Any], secret: str) -> str:
     """The JWS (HS256) of ``claims``, byte for byte what PyJWT's ``encode`` makes (the
     LiveKit token format), without its per-call key checks and header serialisation."""
-    payload = json.dumps(claims, separators=(",", ":")).encode()
+    try:
+        payload = orjson.dumps(claims)
+    except TypeError:  # a lone surrogate, which json.dumps escapes
+        payload = b"\x80"
+    if not payload.isascii() or b"\x7f" in payload:
+        # json.dumps escapes these (\\uXXXX, DEL included); orjson writes them as they are
+        payload = json.dumps(claims, separators=(",", ":")).encode()
     signing_input = _HS256_HEADER + b"." + _b64url(payload)
     signature = hmac.digest(secret.encode(), signing_input, "sha256")
     return (signing_input + b"." + _b64url(signature)).decode()
@@ -93,6 +101,38 @@ def publish_sources(
     return list(settings.default_sources)
 
 
+class TokenMemory:
+    """Tokens minted lately, by everything they grant: the same participant asking again for
+    the same room with the same grants within ``reuse_seconds`` gets the same token, whose
+    validity started at most that long ago (a list of 20 rooms is 20 signatures otherwise).
+    Bounded, least recently used first out."""
+
+    def __init__(self, *, size: int = 2048, reuse_seconds: int = 60) -> None:
+        self.size = size
+        self.reuse_seconds = reuse_seconds
+        self._tokens: OrderedDict[tuple[Any, ...], tuple[int, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def get(self, key: tuple[Any, ...], now: int) -> str | None:
+        found = self._tokens.get(key)
+        if found is None:
+            return None
+        issued, token = found
+        if not issued <= now < issued + self.reuse_seconds:
+            del self._tokens[key]
+            return None
+        self._tokens.move_to_end(key)
+        return token
+
+    def put(self, key: tuple[Any, ...], issued: int, token: str) -> None:
+        self._tokens[key] = (issued, token)
+        self._tokens.move_to_end(key)
+        while len(self._tokens) > self.size:
+            self._tokens.popitem(last=False)
+
+
 def mint_token(
     settings: LiveKitSettings,
     *,
@@ -101,8 +141,24 @@ def mint_token(
     sources: Sequence[str],
     ttl_seconds: int = TOKEN_TTL_SECONDS,
     now: float | None = None,
+    memory: TokenMemory | None = None,
 ) -> str:
+    """``memory``: reuse a token minted lately for the same grants (stable identities only:
+    an anonymous participant's identity is new on each call)."""
     issued = int(now if now is not None else time.time())
+    key: tuple[Any, ...] = ()
+    if memory is not None:
+        key = (
+            settings.api_key,
+            settings.api_secret.get(),
+            room,
+            participant,
+            tuple(sources),
+            ttl_seconds,
+        )
+        token = memory.get(key, issued)
+        if token is not None:
+            return token
     video = {
         "room": room,
         "roomJoin": True,
@@ -126,7 +182,10 @@ def mint_token(
             "is_authenticated": "true" if participant.is_authenticated else "false",
         },
     }
-    return encode_hs256(claims, settings.api_secret.get())
+    token = encode_hs256(claims, settings.api_secret.get())
+    if memory is not None:
+        memory.put(key, issued, token)
+    return token
 
 
 def new_identity() -> str:

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.records import AccessRecord, Page, RoomRecord, UserRecord
@@ -72,15 +73,23 @@ class SQLiteValues:
 
     @staticmethod
     def uuid_out(value: Any) -> uuid.UUID:
-        return uuid.UUID(hex=value)
+        # SQLAlchemy stores 32 hex digits; from the integer is half the cost of ``hex=``
+        try:
+            return uuid.UUID(int=int(value, 16))
+        except ValueError:
+            return uuid.UUID(hex=value)
 
     @staticmethod
     def datetime_out(value: Any) -> datetime:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        # SQLAlchemy stores UTC without an offset; parsing one is 5x cheaper than replace()
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
     @staticmethod
     def json_out(value: Any) -> dict[str, Any]:
-        return dict(json.loads(value) or {}) if value else {}
+        return dict(_json_loads(value) or {}) if value else {}
 
 
 class PostgresValues:
@@ -111,8 +120,17 @@ class PostgresValues:
     @staticmethod
     def json_out(value: Any) -> dict[str, Any]:
         if isinstance(value, str):
-            value = json.loads(value)
+            value = _json_loads(value)
         return dict(value or {})
+
+
+def _json_loads(text: str) -> Any:
+    """orjson's parse (4x json's), json's for what orjson refuses (NaN, integers past 64 bits:
+    SQLAlchemy's JSON columns are written by json.dumps, which allows them)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class Reader(ABC):
@@ -424,17 +442,16 @@ async def room_accesses(
     if not room_ids:
         return result
     values = source.values
+    # the rooms by their driver value: no conversion (nor UUID comparison) per row
+    rooms = {values.uuid_in(room_id): (room_id, result[room_id]) for room_id in room_ids}
     rows = await source.rows(ROOM_ACCESSES, (values.uuids_in(room_ids),))
     users: dict[Any, UserRecord] = {}  # one record per user (the caller is in each)
-    rooms: dict[Any, uuid.UUID] = {}
     for row in rows:
         member = users.get(row[2])
         if member is None:
             member = users[row[2]] = _user(values, row[5:])
-        room_id = rooms.get(row[1])
-        if room_id is None:
-            room_id = rooms[row[1]] = values.uuid_out(row[1])
-        result[room_id].append(
+        room_id, accesses = rooms[row[1]]
+        accesses.append(
             AccessRecord(
                 id=values.uuid_out(row[0]),
                 resource_id=room_id,

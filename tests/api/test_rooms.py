@@ -462,3 +462,36 @@ async def test_changes_from_another_process_show_within_the_cache_ttl(
         await room_store.update_room(session, room.id, access_level="restricted")
     await asyncio.sleep(0.4)
     assert "livekit" not in await (await client.get(f"/api/v1.0/rooms/{room.id}/")).json()
+
+
+async def test_list_tokens_are_reused_only_for_the_same_grants(
+    client: Client, factory: Factory, log_in: LogIn
+) -> None:
+    """A user's token for a room is reused for a minute, never across users, roles or rooms:
+    a promotion (or a demotion) takes effect on the next list."""
+    owner = await factory.user()
+    room = await factory.room(owner=owner, access_level="restricted")
+    member = await factory.user()
+    access = await factory.access(room, member, "member")
+    await factory.room(owner=member, access_level="restricted", name="zz other")
+
+    async def tokens() -> list[str]:
+        body = await (await client.get("/api/v1.0/rooms/")).json()
+        return [item["livekit"]["token"] for item in body["results"]]
+
+    log_in(member)
+    first = await tokens()
+    assert len(set(first)) == 2 and await tokens() == first
+    assert not verify(first[0]).video.room_admin
+    log_in(owner)
+    [owners] = await tokens()
+    assert owners not in first and verify(owners).video.room_admin
+    response = await client.patch(
+        f"/api/v1.0/resource-accesses/{access.id}/", json={"role": "administrator"}
+    )
+    assert response.status == 200
+    log_in(member)
+    promoted = await tokens()
+    assert promoted[0] != first[0] and verify(promoted[0]).video.room_admin
+    assert promoted[1] == first[1]  # the other room's grants did not change
+    assert verify(promoted[0]).identity == member.sub

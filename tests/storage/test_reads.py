@@ -119,3 +119,19 @@ async def test_the_postgres_reader_replaces_a_connection_killed_under_it(
         )
     assert await reads.room(source, slug=room.slug) == (room, None)
     await close_writes(factory.sessionmaker)
+
+
+def test_sqlite_values_read_what_sqlalchemy_stores_and_other_shapes_too() -> None:
+    import uuid
+
+    values = reads.SQLiteValues
+    room_id = uuid.uuid4()
+    assert values.uuid_out(room_id.hex) == room_id
+    assert values.uuid_out(str(room_id)) == room_id  # dashed (written by hand): still read
+    with pytest.raises(ValueError):
+        values.uuid_out("not a uuid")
+    moment = datetime(2026, 12, 1, 19, 25, 32, 123456, tzinfo=UTC)
+    stored = values.datetime_in(moment)
+    assert values.datetime_out(stored) == moment and values.datetime_out(stored).tzinfo is UTC
+    assert values.datetime_out("2026-12-01 19:25:32") == moment.replace(microsecond=0)
+    assert values.datetime_out("2026-12-01T19:25:32+00:00") == moment.replace(microsecond=0)
