@@ -179,18 +179,60 @@ class Server:
     base: str
     process: subprocess.Popen[bytes]
 
-    def _proc(self, name: str) -> str:
-        return Path(f"/proc/{self.process.pid}/{name}").read_text()
+    def pids(self) -> list[int]:
+        """The serving process and its descendants (``--workers N``: the supervisor, its
+        front ends; ``--engine ray`` without an address: the local Ray and its room hosts)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(parent, []).append(int(entry.name))
+        found, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, ()))
+        return found
 
     def cpu_seconds(self) -> float:
-        fields = self._proc("stat").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time of the whole tree (a process that exited meanwhile no longer counts)."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
-    def memory(self, field_name: str) -> int:
-        for line in self._proc("status").splitlines():
+    def memory(self, field_name: str, pid: int | None = None) -> int:
+        try:
+            status = Path(f"/proc/{pid or self.process.pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
             if line.startswith(field_name + ":"):
                 return int(line.split()[1]) * 1024
         return 0
+
+    def memory_line(self) -> str:
+        pids = self.pids()
+        if len(pids) == 1:
+            return (
+                f"serving process: peak RSS {self.memory('VmHWM') / MiB:.0f} MiB over the "
+                f"matrix above (now {self.memory('VmRSS') / MiB:.0f} MiB)"
+            )
+        peaks = sorted((self.memory("VmHWM", pid) for pid in pids), reverse=True)
+        now = sum(self.memory("VmRSS", pid) for pid in pids)
+        return (
+            f"serving processes: {len(pids)} (supervisor, front ends, Ray and its hosts); "
+            f"peak RSS of the largest {peaks[0] / MiB:.0f} MiB, the others "
+            f"{', '.join(f'{peak / MiB:.0f}' for peak in peaks[1:])} MiB; "
+            f"all together now {now / MiB:.0f} MiB"
+        )
 
 
 @contextmanager
@@ -686,11 +728,7 @@ async def bench_database(kind: str, args: argparse.Namespace) -> bool:
                         )
                         print_webhooks(figures)
                         ok = ok and not figures.lost
-                    rss = srv.memory("VmHWM")
-                    print(
-                        f"\nserving process: peak RSS {rss / MiB:.0f} MiB over the matrix above "
-                        f"(now {srv.memory('VmRSS') / MiB:.0f} MiB)"
-                    )
+                    print("\n" + srv.memory_line())
             if "recordings" in sections and args.server_root is None:
                 ok = await bench_recordings(url, args) and ok
     return ok
