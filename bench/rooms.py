@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -553,9 +554,17 @@ class WebhookFigures:
 
 
 async def bench_webhooks(
-    url: str, srv: Server, seeded: Seeded, rooms: int, per_room: int, clients: list[int]
+    url: str,
+    srv: Server,
+    seeded: Seeded,
+    rooms: int,
+    per_room: int,
+    clients: list[int],
+    profile: Path | None = None,
+    kind: str = "",
 ) -> WebhookFigures:
-    """Signed events over ``rooms`` registered rooms, each posted once, then the snapshots."""
+    """Signed events over ``rooms`` registered rooms, each posted once, then the snapshots;
+    ``profile``: py-spy the server for 5 s of each verified cell."""
     from bench.actors_events import EventSet, SignedEvent
     from bench.actors_http import post_wrk, verify
     from bench.rooms_webhooks import realistic_events
@@ -580,7 +589,11 @@ async def bench_webhooks(
             ("baseline: no `Authorization` → 401 (framework only)", unsigned, 401),
             ("verified + applied by the room actors", events.events, 200),
         ):
-            run = await post_wrk(shim, scenario, batch, count, expect, min(2, count))
+            spied: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if profile is not None and expect == 200:
+                spied = py_spy(srv, profile / f"{kind}-webhooks-c{count}.txt", 5)
+            with spied:
+                run = await post_wrk(shim, scenario, batch, count, expect, min(2, count))
             run.scenario = f"{scenario}, c={count}"
             runs.append(run)
         sent += len(events.events)
@@ -725,6 +738,8 @@ async def bench_database(kind: str, args: argparse.Namespace) -> bool:
                             args.webhook_rooms,
                             args.events_per_room,
                             [c for c in concurrency if c > 1] or concurrency,
+                            args.profile,
+                            kind,
                         )
                         print_webhooks(figures)
                         ok = ok and not figures.lost
