@@ -360,8 +360,10 @@ ROOM_ACCESSES = Query(
     _ACCESSES + "IN (SELECT value FROM json_each(?)) ORDER BY a.created_at DESC, a.id",
     _ACCESSES + "= ANY($1::uuid[]) ORDER BY a.created_at DESC, a.id",
 )
+# With the count of all the user's rooms (the window is computed before LIMIT): one round
+# trip for a page and its count.
 USER_ROOMS = Query(
-    f"SELECT {_ROOM}, a.role FROM meet_resource_access a JOIN meet_room r "
+    f"SELECT {_ROOM}, a.role, count(*) OVER () FROM meet_resource_access a JOIN meet_room r "
     "ON r.id = a.resource_id WHERE a.user_id = ? ORDER BY r.name, r.id LIMIT ? OFFSET ?"
 )
 USER_ACCESS_COUNT = Query("SELECT count(*) FROM meet_resource_access WHERE user_id = ?")
@@ -467,16 +469,15 @@ async def room_accesses(
 async def user_rooms(
     source: Reader, user_id: uuid.UUID, *, offset: int, limit: int
 ) -> Page[tuple[RoomRecord, str]]:
-    """Rooms where the user holds an access, ordered by name, with the user's role.
-
-    The count (an index-only scan of the user's accesses) runs only when the page is full or
-    empty past the first: a shorter page ends the list, so it gives the count itself.
-    """
+    """Rooms where the user holds an access, ordered by name, with the user's role, and
+    their count (from the page's own query; a count query only for a page past the end)."""
     values = source.values
     key = values.uuid_in(user_id)
     rows = await source.rows(USER_ROOMS, (key, limit, offset))
     items = [(_room(values, row), row[_ROOM_WIDTH]) for row in rows]
-    if 0 < len(items) < limit or (offset == 0 and not items):
-        return Page(items, offset + len(items))
-    total = await source.rows(USER_ACCESS_COUNT, (key,))
+    if rows:
+        return Page(items, int(rows[0][_ROOM_WIDTH + 1]))
+    if offset == 0:
+        return Page(items, 0)
+    total = await source.rows(USER_ACCESS_COUNT, (key,))  # past the end: how far it is
     return Page(items, int(total[0][0]) if total else 0)
