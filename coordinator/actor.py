@@ -185,13 +185,6 @@ class RoomActor:
             or (self._task is not None and not self._task.done())
         )
 
-    def queued(self) -> tuple[int, float | None]:
-        """Commands waiting in the mailbox, and when the oldest was queued (loop time)."""
-        if not self._mailbox:
-            return 0, None
-        deadline = self._mailbox[0][2]
-        return len(self._mailbox), None if deadline is None else deadline - self.timeout
-
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Queue ``command``; the future resolves with its reply (or its error)."""
         loop = asyncio.get_running_loop()
@@ -773,16 +766,16 @@ class LocalDirectory:
         now = asyncio.get_running_loop().time()
         queued, oldest = 0, None
         for actor in self._actors.values():
-            count, since = actor.queued()
-            queued += count
-            if since is not None and (oldest is None or since < oldest):
-                oldest = since
+            waiting, waited = actor.queue_stats(now)
+            if waiting:
+                queued += waiting
+                oldest = waited if oldest is None else max(oldest, waited)
         return {
             "name": name,
             "alive": True,
             "rooms": len(self._actors),
             "queued": queued,
-            "oldest_queued_seconds": None if oldest is None else max(0.0, now - oldest),
+            "oldest_queued_seconds": oldest,
         }
 
     async def drop(self, room: str) -> None:

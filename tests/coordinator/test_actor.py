@@ -251,3 +251,35 @@ async def test_a_webhook_to_an_idle_room_applies_at_once_and_in_order_behind_que
     snapshot = await directory.call(room, Snapshot())
     assert snapshot["counters"]["webhooks"] == 3  # the duplicate counts once
     await directory.close()
+
+
+async def test_host_health_counts_what_waits_and_for_how_long() -> None:
+    """The ops dashboard's figures: commands waiting behind a slow one, and the oldest's wait."""
+    release = asyncio.Event()
+
+    class SlowLookups(FakeRecordings):
+        async def by_egress(self, egress_id: str) -> RecordingState | None:
+            await release.wait()
+            return None
+
+    directory = LocalDirectory(FakeMedia(), SlowLookups())
+    room = "room-health"
+    await directory.call(room, Snapshot())
+    await directory.settle(room)
+    idle = directory.host_health("here")
+    assert (idle["rooms"], idle["queued"], idle["oldest_queued_seconds"]) == (1, 0, None)
+    actor = directory.actor(room)
+    egress = Egress(egress_id="EG_1", room_name=room, status="EGRESS_ENDING")
+    stuck = actor.submit(
+        ApplyWebhook(WebhookEvent("EV_1", "egress_updated", 2, room, "", egress=egress))
+    )
+    await asyncio.sleep(0)  # it runs, waiting on its lookup
+    waiting = [actor.submit(Snapshot()), actor.submit(Snapshot())]
+    await asyncio.sleep(0.05)
+    busy = directory.host_health("here")
+    assert busy["queued"] == 2
+    assert 0.04 <= busy["oldest_queued_seconds"] < 5
+    release.set()
+    await stuck
+    await asyncio.gather(*waiting)
+    assert directory.host_health("here")["queued"] == 0
