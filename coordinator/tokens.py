@@ -107,7 +107,7 @@ class TokenMemory:
     validity started at most that long ago (a list of 20 rooms is 20 signatures otherwise).
     Bounded, least recently used first out."""
 
-    def __init__(self, *, size: int = 2048, reuse_seconds: int = 60) -> None:
+    def __init__(self, *, size: int = 1024, reuse_seconds: int = 60) -> None:
         self.size = size
         self.reuse_seconds = reuse_seconds
         self._tokens: OrderedDict[tuple[Any, ...], tuple[int, str]] = OrderedDict()
