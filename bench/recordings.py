@@ -43,6 +43,7 @@ from bench.recordings_latency import (
     ACTOR,
     IDENTIFY,
     LOOKUP,
+    WRITES,
     LatencyResult,
     Row,
     expected_recordings,
@@ -116,10 +117,10 @@ def print_breakdown(rows: list[Row]) -> None:
     )
     print(
         "| request | clients | total | identify (cookie → user) | room + role lookup | "
-        "actor call | ↳ egress | ↳ other LiveKit | ↳ rest of the actor (DB, queue) | "
-        "rest (HTTP, framework, handler) |"
+        "actor call | ↳ egress | ↳ other LiveKit | ↳ recording writes | "
+        "↳ rest of the actor (queue, hops, webhooks meanwhile) | rest (HTTP, framework, handler) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         if "lbheartbeat" in row.label:
             continue
@@ -127,7 +128,8 @@ def print_breakdown(rows: list[Row]) -> None:
         identify = [s.span(IDENTIFY) for s in samples]
         lookup = [s.span(LOOKUP) for s in samples]
         actor = [s.span(ACTOR) for s in samples]
-        actor_rest = [s.span(ACTOR) - s.egress - s.livekit_other for s in samples]
+        writes = [s.span(WRITES) for s in samples]
+        actor_rest = [s.span(ACTOR) - s.egress - s.livekit_other - s.span(WRITES) for s in samples]
         rest = [s.total - s.span(IDENTIFY) - s.span(LOOKUP) - s.span(ACTOR) for s in samples]
         cells = [
             [s.total for s in samples],
@@ -136,6 +138,7 @@ def print_breakdown(rows: list[Row]) -> None:
             actor,
             [s.egress for s in samples],
             [s.livekit_other for s in samples],
+            writes,
             actor_rest,
             rest,
         ]
