@@ -21,7 +21,8 @@ Aims (issue): p99 of the start/stop latency added by the coordinator (egress exc
    StopEgress, "added" = total - egress, "coordinator only" = total - every LiveKit call the
    reply waited for. Baselines, same run, same client: ``GET /__lbheartbeat__`` (the framework
    floor) and ``GET /rooms/{id}/`` as the owner (session, user, room and role lookups). A second
-   table splits each request into stages timed by wrappers (identify, room lookup, actor call).
+   table splits each request into stages timed by wrappers (identify, room lookup, actor call,
+   and within it the recording's writes).
 2. **Outbox** (:mod:`bench.recordings_outbox`): ``--messages`` pending summary messages drained
    by ``OutboxDispatcher.run_once()`` in a loop, per batch size (plus a serial batch-1 run whose
    stages add up), against an in-process summary-service stand-in (v2); the baseline re-POSTs
