@@ -21,7 +21,8 @@ Aims (issue): p99 of the start/stop latency added by the coordinator (egress exc
    StopEgress, "added" = total - egress, "coordinator only" = total - every LiveKit call the
    reply waited for. Baselines, same run, same client: ``GET /__lbheartbeat__`` (the framework
    floor) and ``GET /rooms/{id}/`` as the owner (session, user, room and role lookups). A second
-   table splits each request into stages timed by wrappers (identify, room lookup, actor call).
+   table splits each request into stages timed by wrappers (identify, room lookup, actor call,
+   and within it the recording's writes).
 2. **Outbox** (:mod:`bench.recordings_outbox`): ``--messages`` pending summary messages drained
    by ``OutboxDispatcher.run_once()`` in a loop, per batch size (plus a serial batch-1 run whose
    stages add up), against an in-process summary-service stand-in (v2); the baseline re-POSTs
@@ -43,6 +44,7 @@ from bench.recordings_latency import (
     ACTOR,
     IDENTIFY,
     LOOKUP,
+    WRITES,
     LatencyResult,
     Row,
     expected_recordings,
@@ -116,10 +118,10 @@ def print_breakdown(rows: list[Row]) -> None:
     )
     print(
         "| request | clients | total | identify (cookie → user) | room + role lookup | "
-        "actor call | ↳ egress | ↳ other LiveKit | ↳ rest of the actor (DB, queue) | "
-        "rest (HTTP, framework, handler) |"
+        "actor call | ↳ egress | ↳ other LiveKit | ↳ recording writes | "
+        "↳ rest of the actor (queue, hops, webhooks meanwhile) | rest (HTTP, framework, handler) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         if "lbheartbeat" in row.label:
             continue
@@ -127,7 +129,8 @@ def print_breakdown(rows: list[Row]) -> None:
         identify = [s.span(IDENTIFY) for s in samples]
         lookup = [s.span(LOOKUP) for s in samples]
         actor = [s.span(ACTOR) for s in samples]
-        actor_rest = [s.span(ACTOR) - s.egress - s.livekit_other for s in samples]
+        writes = [s.span(WRITES) for s in samples]
+        actor_rest = [s.span(ACTOR) - s.egress - s.livekit_other - s.span(WRITES) for s in samples]
         rest = [s.total - s.span(IDENTIFY) - s.span(LOOKUP) - s.span(ACTOR) for s in samples]
         cells = [
             [s.total for s in samples],
@@ -136,6 +139,7 @@ def print_breakdown(rows: list[Row]) -> None:
             actor,
             [s.egress for s in samples],
             [s.livekit_other for s in samples],
+            writes,
             actor_rest,
             rest,
         ]

@@ -49,6 +49,7 @@ from coordinator.livekit import LiveKitAdapter
 from coordinator.room import StartRecording, StopRecording
 from coordinator.rooms import RoomService
 from coordinator.settings import LiveKitSettings, Secret
+from storage import recordings as recording_store
 from storage.engine import create_engine
 from storage.models import LoginSession, Recording, ResourceAccess, Room, User, utcnow
 from tests.livekit_standin import LiveKitStandin
@@ -57,6 +58,7 @@ EGRESS_CALLS = frozenset({"StartRoomCompositeEgress", "StopEgress"})
 IDENTIFY = "identify"  # api.auth._identify: session cookie → user (cache or database)
 LOOKUP = "room lookup"  # RoomService.find: room and caller's role (cache or database)
 ACTOR = "actor"  # LocalDirectory.call(StartRecording | StopRecording): queue + lifecycle step
+WRITES = "recording writes"  # storage.recordings.insert_recording / write_status (the step's)
 MODE = "transcript"
 
 _ROOM: ContextVar[str | None] = ContextVar("bench_recordings_room", default=None)
@@ -180,6 +182,9 @@ class LiveKitTimer:
         identify = api_auth._identify
         find_room = RoomService.find
         directory_call = LocalDirectory.call
+        insert_recording = recording_store.insert_recording
+        write_status = recording_store.write_status
+        rooms_of: dict[uuid.UUID, str] = {}  # recording id → room (write_status names no room)
 
         async def timed_identify(request: web.Request, *, allow_bearer: bool) -> Any:
             started = time.perf_counter()
@@ -205,6 +210,25 @@ class LiveKitTimer:
             finally:
                 timer._record(room, Call(ACTOR, time.perf_counter() - started, False))
 
+        async def timed_insert(*args: Any, **kwargs: Any) -> Any:
+            room = str(kwargs["room_id"])
+            rooms_of[kwargs["recording_id"]] = room
+            started = time.perf_counter()
+            try:
+                return await insert_recording(*args, **kwargs)
+            finally:
+                timer._record(room, Call(WRITES, time.perf_counter() - started, False))
+
+        async def timed_write(sessionmaker: Any, recording_id: uuid.UUID, *a: Any, **k: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await write_status(sessionmaker, recording_id, *a, **k)
+            finally:
+                room = rooms_of.get(recording_id)
+                timer._record(room, Call(WRITES, time.perf_counter() - started, False))
+
+        self._patch(recording_store, "insert_recording", timed_insert)
+        self._patch(recording_store, "write_status", timed_write)
         self._patch(api_auth, "_identify", timed_identify)
         self._patch(RoomService, "find", timed_find)
         self._patch(LocalDirectory, "call", timed_actor)

@@ -564,8 +564,13 @@ class RoomActor:
             while self._side:
                 effect, deadline, (request_id, command) = self._side.popleft()
                 owed = self._replies.get(request_id) if request_id is not None else None
-                if owed is not None and not owed.done():
-                    await asyncio.wait({owed}, timeout=self.timeout)  # the answer goes first
+                waits = {owed} if owed is not None and not owed.done() else set()
+                if isinstance(effect, MergeMetadata):
+                    # Room metadata is for the other participants: every answer the room owes
+                    # goes first (a webhook's merge while a recording stop writes its status).
+                    waits.update(t for t in self._replies.values() if not t.done())
+                if waits:
+                    await asyncio.wait(waits, timeout=self.timeout)  # the answers go first
                 CALL_DEADLINE.set(deadline)
                 REQUEST_ID.set(request_id)
                 COMMAND.set(command)

@@ -2,7 +2,10 @@
 
 The merge (``recording_status: starting``) is best effort and for the other participants:
 it runs in the room's side lane once the start's reply is out, never ahead of it, and still
-before any later metadata change of the room (the lane keeps their order).
+before any later metadata change of the room (the lane keeps their order). A merge another
+request causes while a recording step is in flight (the egress webhooks during a stop) also
+waits for that step's reply; a data message (lobby notifications) waits only for its own
+request's (but keeps its place in the lane).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 from coordinator.actor import LocalDirectory
 from coordinator.room import (
     RecordingState,
+    SendData,
     StartRecording,
     StepResult,
+    StopRecording,
     SyncRoomSettings,
     TrackRecording,
 )
@@ -31,6 +36,18 @@ class Starting(FakeRecordings):
         state = RecordingState(uuid.uuid4(), mode, "active", "EG_1", "EGRESS_STARTING")
         metadata = {"recording_mode": mode, "recording_status": "starting"}
         return StepResult({"message": "started"}, TrackRecording(state, metadata))
+
+
+class Stopping(FakeRecordings):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()  # the stop's status write is under way
+        self.written = asyncio.Event()
+
+    async def end(self, room: str, *, recording: RecordingState | None = None) -> StepResult:
+        self.writing.set()
+        await self.written.wait()
+        return StepResult({"message": "stopped"}, TrackRecording(None))
 
 
 class Merges(FakeMedia):
@@ -63,4 +80,31 @@ async def test_the_start_metadata_merge_waits_for_the_reply_and_keeps_its_order(
         ({"recording_mode": "transcript", "recording_status": "starting"}, True),
         ({"access_level": "public"}, True),
     ]
+    await directory.close()
+
+
+async def test_a_merge_caused_meanwhile_waits_for_the_stop_reply_a_data_message_does_not() -> None:
+    media = Merges()
+    recordings = Stopping()
+    directory = LocalDirectory(media, recordings)
+    room = "room-stop-first"
+    REQUEST_ID.set("req-stop")
+    stop = asyncio.ensure_future(directory.call(room, StopRecording()))
+    media.reply = stop
+    await recordings.writing.wait()
+    REQUEST_ID.set("req-lobby")
+    directory.actor(room)._side_effect(SendData({"type": "participantWaiting"}))
+    for _ in range(50):  # the data message goes out while the stop is in flight
+        if media.sent:
+            break
+        await asyncio.sleep(0.001)
+    assert [payload for _, payload in media.sent] == [{"type": "participantWaiting"}]
+    REQUEST_ID.set("req-webhook")  # e.g. egress_updated ENDING: recording_status saving
+    await directory.call(room, SyncRoomSettings({"recording_status": "saving"}))
+    await asyncio.sleep(0.02)
+    assert media.merges == [] and not stop.done()
+    recordings.written.set()
+    assert await stop == {"message": "stopped"}
+    await directory.settle(room)
+    assert media.merges == [({"recording_status": "saving"}, True)]
     await directory.close()
