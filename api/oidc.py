@@ -11,9 +11,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from authlib.common.security import generate_token
-from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from yarl import URL
 
 from api import keys
@@ -101,6 +98,11 @@ async def authenticate(request: web.Request) -> web.StreamResponse:
     oidc = settings.oidc
     if not oidc.login_enabled:
         raise NotFound("OIDC login is not configured.")
+    # authlib on the first login, not at import: a server without OIDC login never loads it.
+    from authlib.common.security import generate_token
+    from authlib.common.urls import add_params_to_uri
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
     state = generate_token(32)
     nonce = generate_token(32)
     verifier = generate_token(64)
@@ -274,6 +276,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     oidc = settings.oidc
     target = oidc.logout_redirect_url
     if oidc.logout_endpoint:
+        from authlib.common.urls import add_params_to_uri
+
         target = add_params_to_uri(
             oidc.logout_endpoint,
             {

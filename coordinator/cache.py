@@ -11,9 +11,18 @@ from typing import Any, Generic, TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 
+# Expired entries dropped from the least recently used end per ``set`` (a bounded step, so
+# that a mass expiry costs no pause; each ``set`` adds one entry and drops up to this many).
+PRUNE_STEP = 8
+
 
 class TTLCache(Generic[K, V]):
-    """Entries expire ``ttl`` seconds after being set; at most ``max_size`` entries (LRU)."""
+    """Entries expire ``ttl`` seconds after being set; at most ``max_size`` entries (LRU).
+
+    Expired entries are dropped as they are met, and each ``set`` drops the expired ones at
+    the least recently used end: what the cache holds is about what was set in the last
+    ``ttl`` seconds, not ``max_size`` dead entries of a spread of keys read once each.
+    """
 
     def __init__(
         self, *, ttl: float, max_size: int = 100_000, clock: Callable[[], float] = time.monotonic
@@ -64,10 +73,20 @@ class TTLCache(Generic[K, V]):
         return value
 
     def set(self, key: K, value: V, *, ttl: float | None = None) -> None:
-        self._entries[key] = (self._clock() + (self._ttl if ttl is None else ttl), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_size:
-            self._entries.popitem(last=False)
+        now = self._clock()
+        entries = self._entries
+        entries[key] = (now + (self._ttl if ttl is None else ttl), value)
+        entries.move_to_end(key)
+        while len(entries) > self._max_size:
+            entries.popitem(last=False)
+        # The least recently used entry was touched first: when it has not expired, the
+        # others were touched later and mostly have not either (an entry read recently but
+        # set long ago goes when it is next read).
+        for _ in range(PRUNE_STEP):
+            oldest = next(iter(entries.values()), None)
+            if oldest is None or oldest[0] > now:
+                break
+            entries.popitem(last=False)
 
     def discard(self, key: K) -> None:
         self._entries.pop(key, None)

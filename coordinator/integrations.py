@@ -23,8 +23,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
-
 from coordinator.errors import CoordinatorError
 from coordinator.livekit import LiveKitAdapter, LiveKitError, LiveKitNotFound
 from coordinator.media import WebhookEvent
@@ -59,6 +57,8 @@ def telephony_config(settings: Settings) -> dict[str, Any]:
     """
     if not settings.room_telephony_enabled:
         return {"enabled": False}
+    import phonenumbers  # only with telephony on: ~1 MiB of metadata a server without it saves
+
     raw = settings.room_telephony_phone_number
     country = settings.room_telephony_default_country
     try:

@@ -28,17 +28,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-
 from coordinator.errors import Unavailable, UpstreamError
 from coordinator.settings import S3Settings
 
@@ -161,6 +150,16 @@ class ObjectStorage:
     async def _call(self, call: Awaitable[T]) -> T:
         # botocore's timeouts apply per read; the overall deadline bounds a trickling answer.
         deadline = self.settings.timeout_seconds * 2 + 1
+        # Here, not at import: a call means a client, so botocore is loaded already.
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
         try:
             async with asyncio.timeout(deadline):
                 return await call

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import aiosmtplib
 
 from coordinator.errors import CoordinatorError
 from coordinator.notifications import (
@@ -377,6 +376,8 @@ class OutboxDispatcher:
     async def _send(self, email: OutgoingEmail, message: OutboxRecord) -> None:
         settings = self._settings.email
         mime = email.to_message(message_id=f"<{message.idempotency_key}@meet-coordinator>")
+        import aiosmtplib  # on the first e-mail: a server that sends none never loads it
+
         try:
             await aiosmtplib.send(
                 mime,

@@ -58,3 +58,30 @@ def test_size_is_bounded(size: int) -> None:
         cache.set(i, i)
     assert len(cache) == size
     assert cache.get(9) == 9 and cache.get(0) is None
+
+
+def test_expired_entries_are_dropped_as_new_ones_come() -> None:
+    """A spread of keys read once each (10,000 rooms, a 2 s TTL) leaves about what was set
+    in the last ``ttl`` seconds, not ``max_size`` dead entries."""
+    now = [0.0]
+    cache: TTLCache[int, int] = TTLCache(ttl=2, max_size=100_000, clock=lambda: now[0])
+    for i in range(10_000):
+        now[0] = i / 1000  # 1,000 sets a second
+        cache.set(i, i)
+        assert len(cache) <= 2_001
+    assert cache.get(9_999) == 9_999 and cache.get(8_001) == 8_001
+    assert cache.get(7_999) is None
+
+
+def test_pruning_keeps_live_entries_and_an_empty_cache() -> None:
+    now = [0.0]
+    cache: TTLCache[str, int] = TTLCache(ttl=2, clock=lambda: now[0])
+    cache.set("old", 1)
+    now[0] = 1.5
+    cache.set("young", 2)
+    now[0] = 2.5
+    cache.set("new", 3)
+    assert len(cache) == 2 and cache.get("young") == 2 and cache.get("new") == 3
+    short: TTLCache[str, int] = TTLCache(ttl=0, clock=lambda: now[0])
+    short.set("gone", 1)  # expires as it is set: dropped, and no error on the empty cache
+    assert len(short) == 0 and short.get("gone") is None
