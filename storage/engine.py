@@ -267,9 +267,11 @@ class GroupCommit:
         commit; raw ``sqlite3`` (statements compiled once: no SQLAlchemy execution per
         statement); driver errors come back as SQLAlchemy's (``IntegrityError``, …)."""
         errors: list[BaseException | None] = []
+        alone = len(batch) == 1  # the transaction is the unit's savepoint (two calls fewer)
         try:
             for statements, _ in batch:
-                connection.execute("SAVEPOINT unit")
+                if not alone:
+                    connection.execute("SAVEPOINT unit")
                 try:
                     for statement, parameters in statements:
                         prepared = _driver_statement(self._dialect, statement, parameters)
@@ -279,11 +281,14 @@ class GroupCommit:
                             _observed("group", prepared[0])
                         connection.execute(*prepared)
                 except sqlite3.Error as error:  # this unit alone
-                    connection.execute("ROLLBACK TO unit")
+                    connection.execute("ROLLBACK" if alone else "ROLLBACK TO unit")
                     errors.append(_wrapped(error))
+                    if alone:
+                        return errors
                 else:
                     errors.append(None)
-                connection.execute("RELEASE unit")
+                if not alone:
+                    connection.execute("RELEASE unit")
             connection.execute("COMMIT")
         except BaseException as error:
             self._drop(connection, error)

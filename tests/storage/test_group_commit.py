@@ -61,3 +61,39 @@ async def test_inline_commits_are_checkpointed(
         assert probe.execute("SELECT count(*) FROM meet_room").fetchone()[0] == 300
     finally:
         probe.close()
+
+
+async def test_a_refused_unit_leaves_nothing_alone_or_in_a_batch(factory: Factory) -> None:
+    """A unit alone is the transaction itself (no savepoint); refused, none of its rows stay
+    and the connection takes the next write. In a batch, only that unit is undone."""
+    from sqlalchemy.exc import IntegrityError
+
+    owner = await factory.user()
+    await room_store.insert_room(factory.sessionmaker, owner_id=owner.id, name="A", slug="taken")
+    with pytest.raises(IntegrityError):  # alone: the room's row refused, its access not kept
+        await room_store.insert_room(
+            factory.sessionmaker, owner_id=owner.id, name="B", slug="taken"
+        )
+    await room_store.insert_room(factory.sessionmaker, owner_id=owner.id, name="C", slug="next")
+    results = await asyncio.gather(  # one batch: the refused unit between two others
+        *(
+            room_store.insert_room(factory.sessionmaker, owner_id=owner.id, name=n, slug=slug)
+            for n, slug in (("D", "d"), ("E", "taken"), ("F", "f"))
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], IntegrityError)
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+    await close_writes(factory.sessionmaker)
+    probe = sqlite3.connect(_path(factory))
+    try:
+        slugs = sorted(row[0] for row in probe.execute("SELECT slug FROM meet_room"))
+        assert slugs == ["d", "f", "next", "taken"]
+        orphans = (
+            "SELECT count(*) FROM meet_resource_access a LEFT JOIN meet_room r"
+            " ON r.id = a.resource_id WHERE r.id IS NULL"
+        )
+        assert probe.execute(orphans).fetchone()[0] == 0
+        assert probe.execute("SELECT count(*) FROM meet_resource_access").fetchone()[0] == 4
+    finally:
+        probe.close()
