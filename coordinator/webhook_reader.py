@@ -191,7 +191,7 @@ def _enum(data: Mapping[str, Any], name: str, names: tuple[str, ...]) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
         return names[value]
     if isinstance(value, str) and value in names:
-        return value
+        return names[names.index(value)]  # the constant: one string, not one per event kept
     raise ValueError(f"{name}: unknown value {value!r}")
 
 

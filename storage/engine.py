@@ -467,6 +467,11 @@ async def _write_postgres(
         raise exc.IntegrityError(prepared[0][0], None, error) from error
 
 
+# Page cache per connection (SQLite's default: 2,000 KiB). The file's pages stay in the OS's
+# cache, so a miss costs a read of a few microseconds; the process keeps less (issue 12, 7).
+SQLITE_CACHE_KIB = 512
+
+
 def _raw_connection(path: str, *, busy_timeout: float) -> sqlite3.Connection:
     """A ``sqlite3`` connection in autocommit with the project's pragmas; ``busy_timeout``
     seconds of waiting for a lock held elsewhere."""
@@ -506,6 +511,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

@@ -157,6 +157,7 @@ class SQLiteReader(Reader):
             self._path, isolation_level=None, check_same_thread=False, timeout=30
         )
         connection.execute("PRAGMA query_only=ON")
+        connection.execute("PRAGMA cache_size=-512")  # storage.engine.SQLITE_CACHE_KIB
         self._connection = connection
         return connection
 

@@ -263,3 +263,20 @@ def test_the_raw_body_bytes_are_what_is_hashed() -> None:
     for changed in (body.encode() + b" ", b"\xff" + body.encode(), body.encode()[:-1]):
         with pytest.raises(InvalidWebhook):
             verify_and_read(changed, token, KEY, SECRET)
+
+
+def test_enumerated_values_are_the_shared_constants() -> None:
+    """A participant's state and its tracks' type and source are the module's strings, not
+    one copy per event (3,000 participants kept in live rooms: ~0.5 MiB)."""
+    from coordinator.webhook_reader import PARTICIPANT_STATES, TRACK_SOURCES, TRACK_TYPES
+
+    track = api.TrackInfo(sid="TR_a", type=api.TrackType.AUDIO, source=api.TrackSource.MICROPHONE)
+    info = api.ParticipantInfo(identity="ada", sid="PA_a", tracks=[track])
+    info.state = api.ParticipantInfo.State.ACTIVE
+    event = api.WebhookEvent(event="participant_joined", id="EV_e", participant=info)
+    body, headers = sign_webhook(event, KEY, SECRET)
+    read = verify_and_read(body, headers["Authorization"], KEY, SECRET)
+    assert read.participant is not None and read.participant.state == "ACTIVE"
+    assert read.participant.state is PARTICIPANT_STATES[2]
+    [kept] = read.participant.tracks
+    assert kept.kind is TRACK_TYPES[0] and kept.source is TRACK_SOURCES[2]
