@@ -9,15 +9,12 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import jwt as pyjwt
 from aiohttp import web
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from api import keys
 from api.session import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
@@ -27,6 +24,9 @@ from coordinator.identity import INACTIVE, LoginRefused, resolve_user
 from coordinator.settings import Settings
 from storage import reads
 from storage.records import UserRecord
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySet
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class JWKSVerifier:
                 timeout = aiohttp.ClientTimeout(total=self._oidc.timeout_seconds)
                 async with self._http.get(self._oidc.jwks_endpoint, timeout=timeout) as resp:
                     resp.raise_for_status()
+                    from joserfc.jwk import KeySet  # (on first use: 2.6 MiB)
+
                     self._keys = KeySet.import_key_set(await resp.json())
                 self._fetched_at = time.monotonic()
             return self._keys
@@ -82,6 +84,9 @@ class JWKSVerifier:
         """
         if not self._oidc.jwks_endpoint:
             raise NotAuthenticated(INVALID_TOKEN)
+        from joserfc import jwt  # (on first use: 2.6 MiB a server without OIDC never loads)
+        from joserfc.errors import JoseError
+
         try:
             key_set = await self._key_set()
             try:

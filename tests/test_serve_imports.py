@@ -1,7 +1,7 @@
 """What a serving process loads: libraries of features it does not use stay unimported.
 
-Telephony's phone-number metadata, the SMTP client, authlib (OIDC login) and botocore (S3)
-are imported on first use, not by ``serve`` (about 3 MiB of the process's memory, issue 12
+Telephony's phone-number metadata, the SMTP client, authlib and joserfc (OIDC) and botocore (S3)
+are imported on first use, not by ``serve`` (about 6 MiB of the process's memory, issue 12
 point 7). The process runs the app's startup and answers requests, in a fresh interpreter.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.test_cli import env_for
 
-LAZY = ("phonenumbers", "aiosmtplib", "authlib", "botocore", "aiobotocore")
+LAZY = ("phonenumbers", "aiosmtplib", "authlib", "botocore", "aiobotocore", "joserfc")
 
 SERVE = """
 import asyncio, json, sys
