@@ -157,7 +157,9 @@ class SQLiteReader(Reader):
             self._path, isolation_level=None, check_same_thread=False, timeout=30
         )
         connection.execute("PRAGMA query_only=ON")
-        connection.execute("PRAGMA cache_size=-512")  # storage.engine.SQLITE_CACHE_KIB
+        from storage.engine import SQLITE_CACHE_KIB
+
+        connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         self._connection = connection
         return connection
 

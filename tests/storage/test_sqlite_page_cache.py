@@ -1,4 +1,5 @@
-"""SQLite connections keep a small page cache (issue 12 point 7: the serving process's RSS)."""
+"""Every SQLite connection (pooled, group commit, inline reader) has the same stated page cache
+(``storage.engine.SQLITE_CACHE_KIB``; issue 12: the serving process's RSS against its speed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from storage.engine import SQLITE_CACHE_KIB, _raw_connection, create_engine
 from storage.reads import SQLiteReader
 
 
-async def test_every_sqlite_connection_caches_at_most_512_kib(tmp_path: Path) -> None:
+async def test_every_sqlite_connection_has_the_stated_page_cache(tmp_path: Path) -> None:
     path = tmp_path / "cache.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
