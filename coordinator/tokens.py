@@ -10,7 +10,6 @@ import json
 import random
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 
+from coordinator.cache import TTLCache
 from coordinator.settings import LiveKitSettings
 
 TOKEN_TTL_SECONDS = 6 * 3600
@@ -57,11 +57,11 @@ def encode_hs256(claims: dict[str, Any], secret: str) -> str:
     """The JWS (HS256) of ``claims``, byte for byte what PyJWT's ``encode`` makes (the
     LiveKit token format), without its per-call key checks and header serialisation."""
     try:
-        payload = orjson.dumps(claims)
-    except TypeError:  # a lone surrogate, which json.dumps escapes
-        payload = b"\x80"
-    if not payload.isascii() or b"\x7f" in payload:
-        # json.dumps escapes these (\\uXXXX, DEL included); orjson writes them as they are
+        payload: bytes | None = orjson.dumps(claims)
+    except TypeError:  # a lone surrogate: orjson refuses it
+        payload = None
+    if payload is None or not payload.isascii() or b"\x7f" in payload:
+        # json.dumps writes non-ASCII characters and DEL as escapes, orjson as they are
         payload = json.dumps(claims, separators=(",", ":")).encode()
     signing_input = _HS256_HEADER + b"." + _b64url(payload)
     signature = hmac.digest(secret.encode(), signing_input, "sha256")
@@ -108,9 +108,11 @@ class TokenMemory:
     Bounded, least recently used first out."""
 
     def __init__(self, *, size: int = 1024, reuse_seconds: int = 60) -> None:
-        self.size = size
         self.reuse_seconds = reuse_seconds
-        self._tokens: OrderedDict[tuple[Any, ...], tuple[int, str]] = OrderedDict()
+        # by grants: (issued, token); the issue time decides reuse, the cache's TTL frees it
+        self._tokens: TTLCache[tuple[Any, ...], tuple[int, str]] = TTLCache(
+            ttl=reuse_seconds, max_size=size
+        )
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -121,16 +123,12 @@ class TokenMemory:
             return None
         issued, token = found
         if not issued <= now < issued + self.reuse_seconds:
-            del self._tokens[key]
+            self._tokens.discard(key)
             return None
-        self._tokens.move_to_end(key)
         return token
 
     def put(self, key: tuple[Any, ...], issued: int, token: str) -> None:
-        self._tokens[key] = (issued, token)
-        self._tokens.move_to_end(key)
-        while len(self._tokens) > self.size:
-            self._tokens.popitem(last=False)
+        self._tokens.set(key, (issued, token))
 
 
 def mint_token(
