@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -77,8 +77,8 @@ class _Connection(asyncio.Protocol):
         self._head_due: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's does not derive from asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
         self._head_due = loop.call_later(self.guard.header_timeout, self._check_head)
         self.guard.opened(self)
@@ -286,10 +286,11 @@ async def serve(
     guard = ConnectionGuard(cap=cap, header_timeout=header_timeout)
     accepting = loop.create_task(Listener(runner.server, guard).accept_forever(sock))
     log.info(
-        "open-file limit %d, at most %d connections, request heads due within %g s",
+        "open-file limit %d, at most %d connections, request heads due within %g s, %s loop",
         open_files,
         cap,
         header_timeout,
+        type(loop).__module__.partition(".")[0],  # uvloop or asyncio
     )
     print_(f"======== Running on http://{host}:{port} ========\n(Press CTRL+C to quit)")
     try:

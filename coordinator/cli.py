@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from coordinator.errors import ConfigurationError
 from coordinator.settings import Settings
@@ -39,6 +39,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args, serve_here)
 
 
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The serving loop's factory: uvloop's (the default), or None for asyncio's own."""
+    if name == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
 def serve_here(args: argparse.Namespace, worker: int | None) -> int:
     """Serve in this process; ``worker``: the index of a supervised worker (its port is shared
     with the other workers through SO_REUSEPORT, its log lines say which worker wrote them)."""
@@ -59,19 +68,20 @@ def serve_here(args: argparse.Namespace, worker: int | None) -> int:
 
     app.on_startup.append(freeze_startup_objects)
     prefix = "" if worker is None else f"worker {worker}: "
-    asyncio.run(
-        serve(
-            app,
-            host=args.host,
-            port=args.port,
-            access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
-            access_log_class=access_logger_for(is_json_format(settings.log_format)),
-            header_timeout=settings.header_timeout_seconds,
-            max_connections=settings.max_connections,
-            print_=lambda message: print(prefix + message, flush=True),
-            reuse_port=worker is not None,
+    with asyncio.Runner(loop_factory=event_loop_factory(args.event_loop)) as runner:
+        runner.run(
+            serve(
+                app,
+                host=args.host,
+                port=args.port,
+                access_log=None if args.no_access_log else logging.getLogger("aiohttp.access"),
+                access_log_class=access_logger_for(is_json_format(settings.log_format)),
+                header_timeout=settings.header_timeout_seconds,
+                max_connections=settings.max_connections,
+                print_=lambda message: print(prefix + message, flush=True),
+                reuse_port=worker is not None,
+            )
         )
-    )
     return 0
 
 
@@ -94,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8071)
     serve.add_argument("--no-access-log", action="store_true", help="disable the access log")
+    serve.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the serving event loop (default: uvloop)",
+    )
     from coordinator.serve_command import add_serve_arguments, register_ray_hosts
 
     add_serve_arguments(serve)

@@ -150,6 +150,7 @@ def _supervise(args: argparse.Namespace) -> int:
     def command(index: int) -> list[str]:
         argv = [sys.executable, "-m", "coordinator.cli", "serve", "--host", args.host]
         argv += ["--port", str(port), "--worker-index", str(index)]
+        argv += ["--event-loop", args.event_loop]
         return argv + (["--no-access-log"] if args.no_access_log else [])
 
     print(
