@@ -1,10 +1,12 @@
 """Section 1 of ``bench.recordings``: start/stop-recording latency added by the coordinator.
 
 The app runs in this process on loopback (``web.AppRunner``, no access log, no background
-tasks) against a migrated database and an in-process LiveKit stand-in, which sends its webhooks
-to the app. Every LiveKit call the app makes goes through ``LiveKitAdapter._call``; the bench
-wraps it (and the adapter's public methods, to learn the room) to time each call as the client
-sees it (JWT signing, protobuf, HTTP, the stand-in's handling). A call counts for a request when
+tasks) against a migrated database and the LiveKit stand-in in a process of its own
+(``bench.standin_process``: as a LiveKit server, its work is not the coordinator's), which
+sends its webhooks to the app. Every LiveKit call the app makes goes through
+``LiveKitAdapter._call``; the bench wraps it (and the adapter's public methods, to learn the
+room) to time each call as the client sees it (JWT signing, protobuf, HTTP, the stand-in's
+handling). A call counts for a request when
 it runs while that room's request is in flight. "Added by the coordinator" is the request's
 latency minus its egress calls (StartRoomCompositeEgress / StopEgress); "coordinator only" also
 removes the other LiveKit calls made meanwhile (the room metadata merges the egress's webhooks
@@ -29,7 +31,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from livekit import api
 from sqlalchemy import func, insert, select
 
 import api.auth as api_auth
@@ -43,6 +44,7 @@ from bench.recordings_support import (
     gc_summary,
     profile_report,
 )
+from bench.standin_process import StandinProcess
 from coordinator.actor import LocalDirectory
 from coordinator.cache import LookupCache
 from coordinator.livekit import LiveKitAdapter
@@ -52,7 +54,6 @@ from coordinator.settings import LiveKitSettings, Secret
 from storage import recordings as recording_store
 from storage.engine import create_engine
 from storage.models import LoginSession, Recording, ResourceAccess, Room, User, utcnow
-from tests.livekit_standin import LiveKitStandin
 
 EGRESS_CALLS = frozenset({"StartRoomCompositeEgress", "StopEgress"})
 IDENTIFY = "identify"  # api.auth._identify: session cookie → user (cache or database)
@@ -349,7 +350,7 @@ async def seed_rooms(url: str, count: int) -> list[BenchRoom]:
 @dataclass
 class Harness:
     http: aiohttp.ClientSession
-    livekit: LiveKitStandin
+    livekit: StandinProcess
     timer: LiveKitTimer
     base: str
     cache: LookupCache
@@ -375,7 +376,7 @@ class Harness:
     async def settle(self, room: str) -> None:
         """Every webhook delivered and the room's actor idle (its effects, the metadata
         merges the webhooks asked for included, have run)."""
-        await self.livekit.webhooks.drain(30)
+        await self.livekit.drain(30)
         await self.directory.settle(room)
 
     async def start_stop(
@@ -395,7 +396,7 @@ class Harness:
             await self.settle(name)
         egress_id = self.timer.egress_of.get(name)
         if egress_id is not None:
-            self.livekit.advance_egress(egress_id, api.EgressStatus.EGRESS_ACTIVE)
+            await self.livekit.advance_egress(egress_id, "EGRESS_ACTIVE")
         if drain:
             await self.settle(name)
         stops.append(await self.request("POST", f"{path}/stop-recording/", room.headers, name))
@@ -425,7 +426,7 @@ async def harness(url: str, *, cold: bool) -> AsyncIterator[Harness]:
     timer = LiveKitTimer()
     timer.install()
     try:
-        async with LiveKitStandin() as livekit:
+        async with StandinProcess() as livekit:
             livekit_settings = LiveKitSettings(
                 api_key=livekit.api_key,
                 api_secret=Secret(livekit.api_secret),
@@ -439,7 +440,7 @@ async def harness(url: str, *, cold: bool) -> AsyncIterator[Harness]:
             await site.start()
             port = runner.addresses[0][1]
             base = f"http://127.0.0.1:{port}"
-            livekit.webhook_url = f"{base}/api/v1.0/rooms/webhooks-livekit/"
+            await livekit.set_webhook_url(f"{base}/api/v1.0/rooms/webhooks-livekit/")
             connector = aiohttp.TCPConnector(limit=0)
             try:
                 async with aiohttp.ClientSession(
@@ -473,8 +474,8 @@ async def _passes(
     gc_pauses: dict[int, str],
 ) -> list[Row]:
     for i, room in enumerate(warm + measured):  # a participant in every room, webhooks delivered
-        h.livekit.join(str(room.id), f"speaker-{i}")
-    await h.livekit.webhooks.drain(60)
+        await h.livekit.join(str(room.id), f"speaker-{i}")
+    await h.livekit.drain(60)
     for _ in range(50):
         await h.request("GET", "/__lbheartbeat__", {}, None)
     scratch: list[Sample] = []
@@ -506,7 +507,7 @@ async def _passes(
             await h.start_stop(room, starts, stops, drain=drain)
 
         gc.collect()  # the setup's garbage is not this pass's, nor its heap:
-        gc.freeze()  # the stand-ins' records would make every full collection slower
+        gc.freeze()  # the setup's objects would make every full collection slower
         monitor.active = True
         phases = []
         for work in (heartbeat, retrieve, record):
@@ -515,7 +516,7 @@ async def _passes(
             phases.append(time.perf_counter() - began)
         monitor.active = False
         gc_pauses[clients] = gc_summary(monitor.take())
-        await h.livekit.webhooks.drain(60)
+        await h.livekit.drain(60)
         rows += [
             Row("baseline GET /__lbheartbeat__", clients, beats, 200, phases[0]),
             Row("baseline GET /rooms/{id}/ as owner", clients, gets, 200, phases[1]),
@@ -533,7 +534,8 @@ async def _profiled_pass(h: Harness, measured: list[BenchRoom]) -> str:
         await h.start_stop(room, sink, sink, drain=True)
     profiler.disable()
     return profile_report(
-        profiler, f"{len(measured)} sequential start/stop pairs (app + stand-in in process)"
+        profiler,
+        f"{len(measured)} sequential start/stop pairs (the app; the stand-in in its own process)",
     )
 
 
@@ -550,7 +552,7 @@ async def run_latency(
             rows = await _passes(h, warm, measured, concurrency, monitor, gc_pauses)
             if profile:
                 profile_text = await _profiled_pass(h, measured)
-            await h.livekit.webhooks.drain(60)
+            await h.livekit.drain(60)
     gc.unfreeze()
     engine = create_engine(url)
     async with engine.connect() as connection:
