@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -65,12 +64,7 @@ class StandinProcess:
                 return line.split()[2]
         raise StandinError("the LiveKit stand-in exited before listening")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._http is not None:
             await self._http.close()
         await self._stop()
