@@ -268,6 +268,26 @@ class RoomActor:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"room:{self.name}")
 
+    def _follow(self, command: Command) -> None:
+        """Queue a follow-up command ahead of the queued ones, without waiting for it to apply.
+
+        The effect's reply goes out meanwhile (a recording start's answer does not wait for
+        the mailbox to take its ``TrackRecording`` and ``StartSettled``): whatever the mailbox
+        takes after this call, a command or a webhook, is applied after the follow-up."""
+        if self._stopped:
+            return
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(self._follow_failed)
+        if self._internal is None:
+            self._internal = deque()
+        self._internal.append((command, done, None))
+        self._remember_origin(done)
+        self._ensure_drain()
+
+    def _follow_failed(self, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            log.warning("room %s: follow-up command failed: %r", self.name, exc)
+
     async def _feed(self, command: Command) -> Any:
         """Apply a follow-up command ahead of the queued ones; wait until it has applied."""
         if self._stopped:
@@ -515,17 +535,17 @@ class RoomActor:
                     case _:
                         await self._run(effect)
             if then is not None:
-                await self._feed(then)
+                self._follow(then)
             return outcome
         except Exception as exc:
             if starting:
                 starting = False
                 unsure = ran and isinstance(exc, Unavailable)
-                await self._feed(StartSettled(unsure=unsure, recheck_after=2 * self.timeout))
+                self._follow(StartSettled(unsure=unsure, recheck_after=2 * self.timeout))
             raise
         finally:
             if starting:
-                await self._feed(StartSettled())
+                self._follow(StartSettled())
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any], *, detached: bool = False) -> Any:
         if self._stopped:
@@ -571,6 +591,11 @@ class RoomActor:
                     waits.update(t for t in self._replies.values() if not t.done())
                 if waits:
                     await asyncio.wait(waits, timeout=self.timeout)  # the answers go first
+                if isinstance(effect, MergeMetadata):
+                    # A reply set just before (a start's, whose follow-up asked for this
+                    # merge) wakes its request handler: one turn of the loop lets it write
+                    # the answer before the merge's work begins.
+                    await asyncio.sleep(0)
                 CALL_DEADLINE.set(deadline)
                 REQUEST_ID.set(request_id)
                 COMMAND.set(command)

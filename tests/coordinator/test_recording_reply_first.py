@@ -16,6 +16,7 @@ from typing import Any
 
 from coordinator.actor import LocalDirectory
 from coordinator.room import (
+    RECORDING_CONFLICT,
     RecordingState,
     SendData,
     StartRecording,
@@ -107,4 +108,44 @@ async def test_a_merge_caused_meanwhile_waits_for_the_stop_reply_a_data_message_
     assert await stop == {"message": "stopped"}
     await directory.settle(room)
     assert media.merges == [({"recording_status": "saving"}, True)]
+    await directory.close()
+
+
+class FailingOnce(FakeRecordings):
+    """The first start fails (LiveKit refused the egress), the next ones start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begun = 0
+
+    async def begin(
+        self, room: str, *, mode: str, options: dict[str, Any], user_id: uuid.UUID
+    ) -> StepResult:
+        self.begun += 1
+        if self.begun == 1:
+            raise RuntimeError("egress refused")
+        state = RecordingState(uuid.uuid4(), mode, "active", "EG_2", "EGRESS_STARTING")
+        return StepResult({"message": "started"}, TrackRecording(state))
+
+
+async def test_a_start_answered_before_it_settles_still_settles_before_the_next_command() -> None:
+    """The start's answer does not wait for the mailbox to take its ``StartSettled``; a
+    command sent the moment the answer arrives still finds the start settled: a retry after
+    a failed start runs (it is not refused as a start in progress), and a second start after
+    a successful one is the conflict."""
+    recordings = FailingOnce()
+    directory = LocalDirectory(FakeMedia(), recordings)
+    room = "room-settled-first"
+    try:
+        await directory.call(room, StartRecording("transcript", {}, uuid.uuid4()))
+    except RuntimeError:
+        pass
+    retry = await directory.call(room, StartRecording("transcript", {}, uuid.uuid4()))
+    assert retry == {"message": "started"}
+    assert recordings.begun == 2
+    again = await directory.call(room, StartRecording("transcript", {}, uuid.uuid4()))
+    assert again == RECORDING_CONFLICT
+    assert recordings.begun == 2
+    await directory.settle(room)
+    assert directory.actor(room).state.starting is False
     await directory.close()
