@@ -49,7 +49,9 @@ class Served:
         return self.log.read_text(errors="replace").splitlines()
 
 
-def _serve(tmp_path: Path, soft: int, hard: int, **env: str) -> Iterator[Served]:
+def _serve(
+    tmp_path: Path, soft: int, hard: int, loop: str = "uvloop", **env: str
+) -> Iterator[Served]:
     environment = env_for(tmp_path, MEET_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT), **env)
     migrated = subprocess.run([*COMMAND, "migrate"], env=environment, capture_output=True)
     assert migrated.returncode == 0, migrated.stderr
@@ -61,7 +63,7 @@ def _serve(tmp_path: Path, soft: int, hard: int, **env: str) -> Iterator[Served]
 
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [*COMMAND, "serve", "--port", str(port)],
+            [*COMMAND, "serve", "--port", str(port), "--event-loop", loop],
             env=environment,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -85,9 +87,10 @@ def _serve(tmp_path: Path, soft: int, hard: int, **env: str) -> Iterator[Served]
         process.wait(timeout=20)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    yield from _serve(tmp_path, FD_LIMIT, FD_LIMIT)
+@pytest.fixture(params=["uvloop", "asyncio"])
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """``serve`` on either event loop (uvloop, the default, or asyncio's own)."""
+    yield from _serve(tmp_path, FD_LIMIT, FD_LIMIT, loop=request.param)
 
 
 def _closed_by_peer(sock: socket.socket, within: float) -> bool:
