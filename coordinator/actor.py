@@ -274,15 +274,8 @@ class RoomActor:
         The effect's reply goes out meanwhile (a recording start's answer does not wait for
         the mailbox to take its ``TrackRecording`` and ``StartSettled``): whatever the mailbox
         takes after this call, a command or a webhook, is applied after the follow-up."""
-        if self._stopped:
-            return
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(self._follow_failed)
-        if self._internal is None:
-            self._internal = deque()
-        self._internal.append((command, done, None))
-        self._remember_origin(done)
-        self._ensure_drain()
+        if not self._stopped:
+            self._queue_follow_up(command).add_done_callback(self._follow_failed)
 
     def _follow_failed(self, done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and (exc := done.exception()) is not None:
@@ -292,13 +285,16 @@ class RoomActor:
         """Apply a follow-up command ahead of the queued ones; wait until it has applied."""
         if self._stopped:
             raise asyncio.CancelledError()
+        return await self._queue_follow_up(command)
+
+    def _queue_follow_up(self, command: Command) -> asyncio.Future[Any]:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._internal is None:
             self._internal = deque()
         self._internal.append((command, done, None))
         self._remember_origin(done)
         self._ensure_drain()
-        return await done
+        return done
 
     async def stop(self) -> None:
         self._stopped = True
