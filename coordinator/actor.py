@@ -508,6 +508,17 @@ class RoomActor:
                 _, late = await asyncio.wait(waits, timeout=timeout)
                 if late:
                     raise Unavailable(BUSY_MESSAGE)
+                if (
+                    previous is None
+                    and before in waits
+                    and deadline is not None
+                    and deadline - loop.time() < self.timeout / 2
+                ):
+                    # Its turn came after another command's slow call on the same target, too
+                    # late for a call of its own (at least half a timeout, deadlines.time_left)
+                    # to end by its deadline: it answers 503 now instead of half a timeout
+                    # later (nothing of it ran).
+                    raise Unavailable(BUSY_MESSAGE)
             if previous is not None and (previous.cancelled() or previous.exception()):
                 return _SKIPPED  # the command failed on an earlier effect
             CALL_DEADLINE.set(deadline)  # this task's own context
