@@ -91,6 +91,14 @@ RESENDABLE = (
     UpdateParticipant,
 )
 LOBBY_COMMANDS = (RequestEntry, DecideEntry, RemoveParticipant, ApplyWebhook)
+# Commands a front end sends to a host together, one Ray call for all of those of a loop turn
+# (each keeping its command_id): webhooks, the ingestion path, of many rooms at once. A Ray
+# call costs milliseconds of CPU over the process tree; a webhook's work, a fraction of one.
+BATCHED = (ApplyWebhook,)
+# How long a host's reply to a batch waits for its slowest command (a room being activated
+# lists its participants from LiveKit): a command not done by then is answered "pending",
+# and its front end awaits it alone (the resend of its command_id returns its run's reply).
+BATCH_WAIT_SECONDS = 0.05
 LOBBY_SWEEP_SECONDS = 60.0
 RECORDING_IDS = uuid.UUID("5b0f6f55-3c55-4d0e-9a7e-1f3c8f0b6a21")  # uuid5 namespace
 
@@ -338,6 +346,20 @@ class RoomHost:
         future.set_result(outcome)
         return outcome
 
+    async def call_many(
+        self, commands: list[tuple[str, str, Command]], settings_fingerprint: str
+    ) -> list[tuple[str, Any]]:
+        """Each (room, command_id, command) as :meth:`call`, concurrently, in one Ray call
+        (rooms differ: a front end sends a room's next command once the last one answered);
+        a command not answered within ``BATCH_WAIT_SECONDS`` is ("pending", None): it goes
+        on, and :meth:`call` with its command_id returns its reply."""
+        runs = [
+            asyncio.ensure_future(self.call(room, command_id, command, settings_fingerprint))
+            for room, command_id, command in commands
+        ]
+        await asyncio.wait(runs, timeout=BATCH_WAIT_SECONDS)
+        return [run.result() if run.done() else ("pending", None) for run in runs]
+
     def _forget_old_replies(self) -> None:
         while len(self._replies) > REPLIES_KEPT:
             oldest_id, oldest = next(iter(self._replies.items()))
@@ -423,6 +445,10 @@ class RayDirectory:
         self.timeout = 2 * settings.livekit.timeout_seconds + 1.0
         self._active: list[str] = []
         self._refresher: asyncio.Task[None] | None = None
+        # BATCHED commands waiting for this loop turn's call to their host, by host name.
+        self._batches: dict[str, list[tuple[str, str, Command, asyncio.Future[Any]]]] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.sent = {"calls": 0, "batched_commands": 0}  # Ray calls of BATCHED commands
 
     async def start(self) -> None:
         settings = self._settings
@@ -501,7 +527,7 @@ class RayDirectory:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Unavailable(BUSY_MESSAGE)
-            reference = handle.call.remote(room, command_id, command, self._fingerprint)
+            reference = self._remote_call(name, handle, room, command_id, command)
             try:
                 kind, value = await asyncio.wait_for(reference, remaining)
             except TimeoutError:
@@ -524,6 +550,60 @@ class RayDirectory:
             if kind == "error":
                 raise value
             raise Unavailable(HOST_LOST_MESSAGE)
+
+    def _remote_call(
+        self, name: str, handle: Any, room: str, command_id: str, command: Command
+    ) -> Any:
+        """The host's ("ok" | "error" | "configure", value) for the command, an awaitable
+        that raises as the Ray call does; BATCHED commands share one call per host per turn."""
+        if not isinstance(command, BATCHED):
+            return handle.call.remote(room, command_id, command, self._fingerprint)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        batch = self._batches.get(name)
+        if batch is None:
+            batch = self._batches[name] = []
+            asyncio.get_running_loop().call_soon(self._flush, name, handle)
+        batch.append((room, command_id, command, future))
+        return self._batched_reply(future, handle, room, command_id, command)
+
+    async def _batched_reply(
+        self, future: asyncio.Future[Any], handle: Any, room: str, command_id: str, command: Any
+    ) -> Any:
+        kind, value = await future
+        if kind == "pending":  # still running on the host: its own call awaits its reply
+            kind, value = await handle.call.remote(room, command_id, command, self._fingerprint)
+        return kind, value
+
+    def _flush(self, name: str, handle: Any) -> None:
+        batch = self._batches.pop(name, [])
+        if batch:
+            task = asyncio.ensure_future(self._send_batch(handle, batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _send_batch(
+        self, handle: Any, batch: list[tuple[str, str, Command, asyncio.Future[Any]]]
+    ) -> None:
+        """One Ray call for the batch; its outcomes (or its failure) to each command."""
+        self.sent["calls"] += 1
+        self.sent["batched_commands"] += len(batch)
+        try:
+            if len(batch) == 1:
+                room, command_id, command, _ = batch[0]
+                outcomes = [await handle.call.remote(room, command_id, command, self._fingerprint)]
+            else:
+                commands = [(room, command_id, command) for room, command_id, command, _ in batch]
+                outcomes = await handle.call_many.remote(commands, self._fingerprint)
+        except BaseException as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
 
     async def health(self) -> dict[str, Any]:
         hosts = await asyncio.gather(*(self._host_health(name) for name in self._names))
@@ -592,6 +672,8 @@ class RayDirectory:
 
     async def close(self) -> None:
         """The front end goes; the hosts (detached) and their rooms stay."""
+        for task in list(self._in_flight):
+            task.cancel()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -345,3 +345,94 @@ async def test_a_host_gone_for_good_moves_its_rooms_to_the_others(env: Env) -> N
     await directory.start()  # creates the missing host again (get_if_exists)
     await directory.refresh()
     assert directory.host_of(str(room.id)) == gone
+
+
+def _joined(room: str, identity: str) -> Any:
+    from coordinator.room import ApplyWebhook
+
+    now_ms = int(time.time() * 1000) + 60_000  # joined after the room's listing
+    participant = Participant(
+        identity=identity, sid=f"PA_{identity}", joined_at=now_ms // 1000, joined_at_ms=now_ms
+    )
+    event = WebhookEvent(
+        f"EV_{uuid.uuid4().hex}", "participant_joined", now_ms // 1000, room, "", participant
+    )
+    return ApplyWebhook(event)
+
+
+async def _identities(directory: Any, room: str) -> list[str]:
+    snapshot = await directory.call(room, Snapshot())
+    return [p["identity"] for p in snapshot["participants"]]
+
+
+@RAY_ONLY
+async def test_webhooks_of_many_rooms_travel_to_their_host_together_and_apply_once(
+    env: Env,
+) -> None:
+    """40 webhooks of 40 rooms at once: far fewer Ray calls than webhooks (one per host per
+    loop turn), every one applied once, a resend of one answered from its run."""
+    directory: Any = env.client.app[keys.DIRECTORY]
+    rooms = [str((await env_factory(env).room_with_role("owner"))[0].id) for _ in range(40)]
+    for room in rooms:  # active on their hosts
+        await directory.call(room, Snapshot())
+    before = dict(directory.sent)
+    replies = await asyncio.gather(*(directory.call(room, _joined(room, "ada")) for room in rooms))
+    calls = directory.sent["calls"] - before["calls"]
+    assert directory.sent["batched_commands"] - before["batched_commands"] == 40
+    assert calls <= 10, calls
+    for room in rooms:
+        assert await _identities(directory, room) == ["ada"]
+    loop = asyncio.get_running_loop()
+    again = _joined(rooms[0], "bob")
+    first = await directory.send(rooms[0], "wh-again", again, loop.time() + 5)
+    assert await directory.send(rooms[0], "wh-again", again, loop.time() + 5) == first
+    assert await _identities(directory, rooms[0]) == ["ada", "bob"]
+    assert replies == [replies[0]] * 40
+
+
+@RAY_ONLY
+async def test_a_slow_command_does_not_hold_back_the_others_sent_with_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with one slow command (the snapshot of a room being activated waits for
+    LiveKit's slow list of its participants) and ten quick ones: the host answers the ten
+    at once and the slow one "pending"; the front end then awaits that one alone."""
+    from coordinator.engines import ray as engine_module
+    from coordinator.room import ApplyWebhook
+
+    monkeypatch.setattr(engine_module, "BATCHED", (ApplyWebhook, Snapshot))
+    directory: Any = env.client.app[keys.DIRECTORY]
+    quick = [str((await env_factory(env).room_with_role("owner"))[0].id) for _ in range(10)]
+    for room in quick:
+        await directory.call(room, _joined(room, "ada"))
+    slow = str((await env_factory(env).room_with_role("owner"))[0].id)  # not active yet
+    env.livekit.stall("ListParticipants", 1.0)
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    calls = directory.sent["calls"]
+
+    async def timed(room: str) -> tuple[float, Any]:
+        snapshot = await directory.call(room, Snapshot())
+        return loop.time() - started_at, snapshot
+
+    (slow_took, _), *quick_ones = await asyncio.gather(timed(slow), *(timed(r) for r in quick))
+    assert directory.sent["calls"] - calls <= 4  # they went together
+    assert max(took for took, _ in quick_ones) < 0.6, quick_ones
+    assert all([p["identity"] for p in s["participants"]] == ["ada"] for _, s in quick_ones)
+    assert slow_took >= 1.0
+
+
+@RAY_ONLY
+async def test_webhooks_sent_together_to_a_host_that_forgot_its_settings_still_apply(
+    env: Env,
+) -> None:
+    """The batch's host answers "configure" for each (it restarted with other settings): the
+    front end configures it and sends them again; each applies once."""
+    directory: Any = env.client.app[keys.DIRECTORY]
+    rooms = [str((await env_factory(env).room_with_role("owner"))[0].id) for _ in range(12)]
+    other = dataclasses.replace(env.settings, ray_hosts=env.settings.ray_hosts + 1)
+    for name in directory.live_hosts():
+        await directory._handle(name).configure.remote(other)
+    await asyncio.gather(*(directory.call(room, _joined(room, "ada")) for room in rooms))
+    for room in rooms:
+        assert await _identities(directory, room) == ["ada"]
