@@ -511,13 +511,15 @@ class RoomActor:
                 if (
                     previous is None
                     and before in waits
+                    and (before.cancelled() or before.exception() is not None)
                     and deadline is not None
                     and deadline - loop.time() < self.timeout / 2
                 ):
-                    # Its turn came after another command's slow call on the same target, too
-                    # late for a call of its own (at least half a timeout, deadlines.time_left)
-                    # to end by its deadline: it answers 503 now instead of half a timeout
-                    # later (nothing of it ran).
+                    # Its turn came after another command's call on the same target failed
+                    # (LiveKit hangs), too late for a call of its own (at least half a
+                    # timeout, deadlines.time_left) to end by its deadline: it answers 503 now
+                    # instead of half a timeout later (nothing of it ran). After a slow call
+                    # that succeeded, it runs.
                     raise Unavailable(BUSY_MESSAGE)
             if previous is not None and (previous.cancelled() or previous.exception()):
                 return _SKIPPED  # the command failed on an earlier effect

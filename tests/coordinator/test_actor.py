@@ -213,35 +213,44 @@ async def test_a_failing_effect_fails_only_its_command() -> None:
 
 
 async def test_a_removal_whose_turn_comes_too_late_for_its_own_call_answers_busy_at_once() -> None:
-    # Two removals of one participant: the first's LiveKit call takes 80 % of the timeout, so
-    # the second's turn comes with 20 % left, too little for a call of its own (half a
-    # timeout). It answers 503 at its deadline without calling LiveKit, not half a timeout
-    # after it (a hung LiveKit answered ten such removals at 1.0 and 1.5 timeouts, alternately).
+    # Two removals of one participant. The first's LiveKit call fails after 80 % of the
+    # timeout, so the second's turn comes with 20 % left, too little for a call of its own
+    # (half a timeout): it answers 503 at its deadline without calling LiveKit, not half a
+    # timeout after it (a hung LiveKit answered ten such removals at 1.0 and 1.5 timeouts,
+    # alternately). After a first call as slow that succeeds, the second runs.
+    from coordinator.errors import Unavailable
+    from coordinator.room import RemoveParticipant
+
     timeout = 0.5
 
     class Slow(FakeMedia):
         removals = 0
+        fails = True
 
         async def remove_participant(self, room: str, identity: str) -> None:
             self.removals += 1
             await asyncio.sleep(timeout * 0.8)
+            if self.fails:
+                raise Unavailable("LiveKit did not answer")
 
-    from coordinator.errors import Unavailable
-    from coordinator.room import RemoveParticipant
-
-    media = Slow()
-    directory = LocalDirectory(media, FakeRecordings(), timeout=timeout)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    first = asyncio.create_task(directory.call("r", RemoveParticipant("ada")))
-    second = asyncio.create_task(directory.call("r", RemoveParticipant("ada")))
-    results = await asyncio.gather(first, second, return_exceptions=True)
-    elapsed = loop.time() - started
-    assert not isinstance(results[0], BaseException)
-    assert isinstance(results[1], Unavailable)
-    assert media.removals == 1
-    assert elapsed < timeout * 0.95
-    await directory.close()
+    for fails in (True, False):
+        media = Slow()
+        media.fails = fails
+        directory = LocalDirectory(media, FakeRecordings(), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.create_task(directory.call("r", RemoveParticipant("ada")))
+        second = asyncio.create_task(directory.call("r", RemoveParticipant("ada")))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        elapsed = loop.time() - started
+        if fails:
+            assert all(isinstance(r, Unavailable) for r in results), results
+            assert media.removals == 1
+            assert elapsed < timeout * 0.95
+        else:
+            assert not any(isinstance(r, BaseException) for r in results), results
+            assert media.removals == 2
+        await directory.close()
 
 
 async def test_a_webhook_to_an_idle_room_applies_at_once_and_in_order_behind_queued_work() -> None:
