@@ -695,6 +695,10 @@ class RayDirectory:
 
     async def close(self) -> None:
         """The front end goes; the hosts (detached) and their rooms stay."""
+        for _, batch in self._batches.values():  # not sent: their callers are told
+            for *_, future in batch:
+                future.cancel()
+        self._batches.clear()
         for task in list(self._in_flight):
             task.cancel()
         if self._refresher is not None:

@@ -132,6 +132,45 @@ def test_settings_fingerprint_follows_every_value() -> None:
     assert fingerprint(other) != fingerprint(one)
 
 
+async def test_a_closing_front_end_leaves_no_batch_behind() -> None:
+    """Webhooks queued or in flight to a host that does not answer: closing the front end
+    cancels them all (their callers are told) and starts no batch afterwards."""
+    from coordinator.engines.ray import RayDirectory
+    from tests.conftest import make_settings
+
+    class Hung:  # a host's handle whose calls never answer
+        def __init__(self) -> None:
+            self.sent = 0
+            outer = self
+
+            class Method:
+                def remote(self, *_: Any) -> Any:
+                    outer.sent += 1
+                    return asyncio.get_running_loop().create_future()
+
+            self.call = self.call_many = Method()
+
+    directory = RayDirectory(make_settings("postgresql+asyncpg://u@127.0.0.1/meet"))
+    handle = Hung()
+    first = asyncio.ensure_future(
+        directory._remote_call("h", handle, "r1", "c1", _joined("r1", "ada"))
+    )
+    await asyncio.sleep(0)  # the first batch goes out and hangs
+    queued = [
+        asyncio.ensure_future(
+            directory._remote_call("h", handle, f"r{n}", f"c{n}", _joined(f"r{n}", "ada"))
+        )
+        for n in range(2, 5)
+    ]
+    await asyncio.sleep(0.01)
+    assert handle.sent == 1  # one batch out per host: the others wait for it
+    await directory.close()
+    results = await asyncio.gather(first, *queued, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+    await asyncio.sleep(0.01)
+    assert handle.sent == 1 and not directory._in_flight
+
+
 # -- on both engines ---------------------------------------------------------------------------
 
 
