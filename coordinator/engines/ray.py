@@ -92,9 +92,10 @@ RESENDABLE = (
     UpdateParticipant,
 )
 LOBBY_COMMANDS = (RequestEntry, DecideEntry, RemoveParticipant, ApplyWebhook)
-# Commands a front end sends to a host together, one Ray call for all of those of a loop turn
-# (each keeping its command_id): webhooks, the ingestion path, of many rooms at once. A Ray
-# call costs milliseconds of CPU over the process tree; a webhook's work, a fraction of one.
+# Commands a front end sends to a host together, one Ray call for all of those queued while
+# its last batch to that host was out (each keeping its command_id): webhooks, the ingestion
+# path, of many rooms at once. A Ray call costs milliseconds of CPU over the process tree; a
+# webhook's work, a fraction of one.
 BATCHED = (ApplyWebhook,)
 # How long a host's reply to a batch waits for its slowest command (one that reads the
 # database on its way: an egress's recording, the lobby of a room the host activates): a
@@ -422,7 +423,6 @@ class RoomHost:
 
 def _portable(exc: Exception) -> Exception:
     """``exc`` if it survives pickling (it crosses processes), else a plain RuntimeError."""
-
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
@@ -449,7 +449,7 @@ class RayDirectory:
         self.timeout = 2 * settings.livekit.timeout_seconds + 1.0
         self._active: list[str] = []
         self._refresher: asyncio.Task[None] | None = None
-        # BATCHED commands waiting for this loop turn's call to their host, by host name.
+        # BATCHED commands waiting for their host's next batch call, by host name.
         self._batches: dict[str, tuple[Any, list[tuple[str, str, Command, Any]]]] = {}
         self._flushing: set[str] = set()  # hosts whose batch goes at the next loop turn
         self._flying: dict[str, int] = {}  # batch calls out, by host
