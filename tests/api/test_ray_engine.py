@@ -36,6 +36,7 @@ from tests.api.test_recordings_flow import (
     started,
 )
 from tests.conftest import ENGINES
+from tests.coordinator.test_actor import joined
 
 env = test_recordings_flow.env  # the fixture: an app with recordings, LiveKit and the outbox
 RAY_ONLY = pytest.mark.parametrize("engine", ["ray"], indirect=True)
@@ -138,27 +139,24 @@ async def test_a_closing_front_end_leaves_no_batch_behind() -> None:
     from coordinator.engines.ray import RayDirectory
     from tests.conftest import make_settings
 
-    class Hung:  # a host's handle whose calls never answer
+    class Hung:  # a host's handle whose calls (call, call_many) never answer
         def __init__(self) -> None:
             self.sent = 0
-            outer = self
+            self.call = self.call_many = self
 
-            class Method:
-                def remote(self, *_: Any) -> Any:
-                    outer.sent += 1
-                    return asyncio.get_running_loop().create_future()
-
-            self.call = self.call_many = Method()
+        def remote(self, *_: Any) -> Any:
+            self.sent += 1
+            return asyncio.get_running_loop().create_future()
 
     directory = RayDirectory(make_settings("postgresql+asyncpg://u@127.0.0.1/meet"))
     handle = Hung()
     first = asyncio.ensure_future(
-        directory._remote_call("h", handle, "r1", "c1", _joined("r1", "ada"))
+        directory._remote_call("h", handle, "r1", "c1", joined("r1", "ada", 0))
     )
     await asyncio.sleep(0)  # the first batch goes out and hangs
     queued = [
         asyncio.ensure_future(
-            directory._remote_call("h", handle, f"r{n}", f"c{n}", _joined(f"r{n}", "ada"))
+            directory._remote_call("h", handle, f"r{n}", f"c{n}", joined(f"r{n}", "ada", 0))
         )
         for n in range(2, 5)
     ]
@@ -386,19 +384,6 @@ async def test_a_host_gone_for_good_moves_its_rooms_to_the_others(env: Env) -> N
     assert directory.host_of(str(room.id)) == gone
 
 
-def _joined(room: str, identity: str) -> Any:
-    from coordinator.room import ApplyWebhook
-
-    now_ms = int(time.time() * 1000) + 60_000  # joined after the room's listing
-    participant = Participant(
-        identity=identity, sid=f"PA_{identity}", joined_at=now_ms // 1000, joined_at_ms=now_ms
-    )
-    event = WebhookEvent(
-        f"EV_{uuid.uuid4().hex}", "participant_joined", now_ms // 1000, room, "", participant
-    )
-    return ApplyWebhook(event)
-
-
 async def _identities(directory: Any, room: str) -> list[str]:
     snapshot = await directory.call(room, Snapshot())
     return [p["identity"] for p in snapshot["participants"]]
@@ -408,21 +393,24 @@ async def _identities(directory: Any, room: str) -> list[str]:
 async def test_webhooks_of_many_rooms_travel_to_their_host_together_and_apply_once(
     env: Env,
 ) -> None:
-    """40 webhooks of 40 rooms at once: far fewer Ray calls than webhooks (one per host per
-    loop turn), every one applied once, a resend of one answered from its run."""
+    """40 webhooks of 40 rooms at once: far fewer Ray calls than webhooks (a host's batch
+    holds what came while its last one was out), every one applied once, a resend of one
+    answered from its run."""
     directory: Any = env.client.app[keys.DIRECTORY]
     rooms = [str((await env_factory(env).room_with_role("owner"))[0].id) for _ in range(40)]
     for room in rooms:  # active on their hosts
         await directory.call(room, Snapshot())
     before = dict(directory.sent)
-    replies = await asyncio.gather(*(directory.call(room, _joined(room, "ada")) for room in rooms))
+    replies = await asyncio.gather(
+        *(directory.call(room, joined(room, "ada", 0)) for room in rooms)
+    )
     calls = directory.sent["calls"] - before["calls"]
     assert directory.sent["batched_commands"] - before["batched_commands"] == 40
     assert calls <= 10, calls
     for room in rooms:
         assert await _identities(directory, room) == ["ada"]
     loop = asyncio.get_running_loop()
-    again = _joined(rooms[0], "bob")
+    again = joined(rooms[0], "bob", 1)
     first = await directory.send(rooms[0], "wh-again", again, loop.time() + 5)
     assert await directory.send(rooms[0], "wh-again", again, loop.time() + 5) == first
     assert await _identities(directory, rooms[0]) == ["ada", "bob"]
@@ -443,7 +431,7 @@ async def test_a_slow_command_does_not_hold_back_the_others_sent_with_it(
     directory: Any = env.client.app[keys.DIRECTORY]
     quick = [str((await env_factory(env).room_with_role("owner"))[0].id) for _ in range(10)]
     for room in quick:
-        await directory.call(room, _joined(room, "ada"))
+        await directory.call(room, joined(room, "ada", 0))
     slow = str((await env_factory(env).room_with_role("owner"))[0].id)  # not active yet
     env.livekit.stall("ListParticipants", 1.0)
     loop = asyncio.get_running_loop()
@@ -472,6 +460,6 @@ async def test_webhooks_sent_together_to_a_host_that_forgot_its_settings_still_a
     other = dataclasses.replace(env.settings, ray_hosts=env.settings.ray_hosts + 1)
     for name in directory.live_hosts():
         await directory._handle(name).configure.remote(other)
-    await asyncio.gather(*(directory.call(room, _joined(room, "ada")) for room in rooms))
+    await asyncio.gather(*(directory.call(room, joined(room, "ada", 0)) for room in rooms))
     for room in rooms:
         assert await _identities(directory, room) == ["ada"]
