@@ -26,9 +26,14 @@ from tests.support.factories import Factory
 
 Client = TestClient[Any, Any]
 LogIn = Callable[[UserRecord], None]
-TIMEOUT = 1.0  # the lk_client fixture's LiveKit timeout
+TIMEOUT = 1.0  # the LiveKit timeout of this module's lk_client
 FAST = TIMEOUT * 0.8  # well under one LiveKit timeout (before the fix: 11 s)
 WEBHOOK = "/api/v1.0/rooms/webhooks-livekit/"
+
+
+@pytest.fixture
+def livekit_timeout() -> float:
+    return TIMEOUT
 
 
 def url(room: RoomRecord, action: str) -> str:

@@ -254,6 +254,7 @@ async def test_management_needs_privileges(
 
 
 @ENGINES
+@pytest.mark.parametrize("livekit_timeout", [1.0])
 async def test_livekit_hanging_gives_503_within_the_timeout_and_nothing_half_done(
     lk_client: Client, livekit_standin: LiveKitStandin, factory: Factory, lk_log_in: LogIn
 ) -> None:
