@@ -178,11 +178,12 @@ class PostgresReader(Reader):
     MAX_CONNECTIONS = 10
 
     def __init__(self, engine: AsyncEngine) -> None:
-        from storage.engine import CONNECT_TIMEOUT_SECONDS
+        from storage.engine import CONNECT_TIMEOUT_SECONDS, PG_SERVER_SETTINGS
 
         url = engine.url.set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._timeout = CONNECT_TIMEOUT_SECONDS
+        self._server_settings = dict(PG_SERVER_SETTINGS)
         self._pool: Any = None
         self._opening: asyncio.Lock | None = None
 
@@ -206,6 +207,7 @@ class PostgresReader(Reader):
                     # reset query (a round trip) on each release; an open transaction is
                     # still rolled back by the pool.
                     reset=_keep_session,
+                    server_settings=self._server_settings,
                 )
         return self._pool
 
