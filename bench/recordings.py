@@ -54,7 +54,8 @@ from bench.recordings_outbox import OutboxRun, run_outbox_section
 from bench.recordings_support import database, percentile, postgres_available
 from coordinator.cli import event_loop_factory
 
-ADDED_AIM_MS = 10.0
+# Issue 12, point 4: the added p99 of a start or a stop at one client, by database.
+ADDED_AIM_MS = {"sqlite": 10.0, "postgres": 15.0}
 RATE_AIM = 500.0
 
 
@@ -62,12 +63,13 @@ def _ms(value: float) -> str:
     return f"{value:.2f}"
 
 
-def print_latency(kind: str, result: LatencyResult, rooms: int) -> None:
+def print_latency(kind: str, result: LatencyResult, rooms: int, *, database: str) -> None:
+    aim = ADDED_AIM_MS[database]
     print(f"\n## Start/stop latency — {kind} ({rooms} rooms, mode transcript)\n")
     print(
         "| request | clients | n | errors | req/s | total p50 | p95 | p99 | egress p50 | p99 | "
         "other LiveKit p50 | p99 | **added p50** | **p95** | **p99** | coordinator-only p99 | "
-        "added p50 ÷ heartbeat p50 | aim p99 < 10 ms |"
+        f"added p50 ÷ heartbeat p50 | aim p99 ≤ {aim:g} ms |"
     )
     print(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
@@ -87,7 +89,7 @@ def print_latency(kind: str, result: LatencyResult, rooms: int) -> None:
         p99_added = percentile(added, 0.99)
         verdict = ""
         if row.label.startswith("POST"):
-            verdict = "met" if p99_added < ADDED_AIM_MS else "**missed**"
+            verdict = "met" if p99_added <= aim else "**missed**"
         floor = floors.get(row.clients, float("nan"))
         print(
             f"| {row.label} | {row.clients} | {len(samples)} | {row.errors} | {row.rate:,.0f} | "
@@ -242,7 +244,7 @@ async def bench(args: argparse.Namespace, kinds: list[str]) -> bool:
                     profile=profile,
                     cold=not args.warm_cache,
                 )
-                print_latency(kind, result, args.rooms)
+                print_latency(kind, result, args.rooms, database=kind)
                 expected = expected_recordings(args.rooms, concurrency, profile)
                 if result.statuses.get("stopped") != expected:
                     print(f"\n**Unexpected recording statuses** (wanted {expected} stopped)")
@@ -309,7 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     caches = "kept" if args.warm_cache else "cleared before each timed request (cold)"
     print(
-        "Aims: added p99 < 10 ms (start and stop, egress excluded); outbox ≥ 500 "
+        "Aims: added p99 ≤ 10 ms on SQLite, ≤ 15 ms on PostgreSQL (start and stop, egress "
+        "excluded); outbox ≥ 500 "
         "notifications/s. Client and app share one event loop in this process (uvloop, as "
         "`serve`); the LiveKit stand-in of the latency section runs in a process of its own, "
         "the outbox section's stand-ins in this one. "

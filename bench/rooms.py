@@ -765,7 +765,8 @@ async def bench_recordings(url: str, args: argparse.Namespace) -> bool:
         url, rooms=args.recording_rooms, concurrency=clients, profile=False, cold=True
     )
     print()
-    print_latency("recordings", result, args.recording_rooms)
+    database = "postgres" if url.startswith("postgresql") else "sqlite"
+    print_latency("recordings", result, args.recording_rooms, database=database)
     return True
 
 
