@@ -176,6 +176,11 @@ class SQLiteReader(Reader):
 class PostgresReader(Reader):
     values = PostgresValues
     MAX_CONNECTIONS = 10
+    # A read (small, indexed) that has not answered by then will not: a hung server. It
+    # gives up with TimeoutError, an outage (503), instead of holding its request and its
+    # connection for as long as the server hangs. Writes have no such limit: one given up
+    # on could still commit.
+    READ_TIMEOUT_SECONDS = 10.0
 
     def __init__(self, engine: AsyncEngine) -> None:
         from storage.engine import CONNECT_TIMEOUT_SECONDS, PG_SERVER_SETTINGS
@@ -217,7 +222,12 @@ class PostgresReader(Reader):
         return self._pool
 
     async def rows(self, query: Query, params: Sequence[Any]) -> list[Row]:
-        return list(await self._run(lambda connection: connection.fetch(query.postgres, *params)))
+        timeout = self.READ_TIMEOUT_SECONDS
+
+        def fetch(connection: Any) -> Any:
+            return connection.fetch(query.postgres, *params, timeout=timeout)
+
+        return list(await self._run(fetch))
 
     async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run ``statements`` atomically: one alone in autocommit (one round trip), several
@@ -254,6 +264,11 @@ class PostgresReader(Reader):
                         return await work(connection)
                     except lost:
                         connection.terminate()  # never handed out again: the pool opens another
+                        raise
+                    except TimeoutError:
+                        # Given back as it is, the connection would wait for the hung server
+                        # to answer the query's cancellation: closed instead.
+                        connection.terminate()
                         raise
             except lost:  # (also a connection that broke on its way back to the pool)
                 if attempt == 2 or not again:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +19,7 @@ from storage import reads
 from storage import rooms as room_store
 from storage import sessions as session_store
 from storage import users as user_store
-from storage.engine import close_writes
+from storage.engine import close_writes, is_outage
 from storage.models import ResourceAccess, Room, User
 from tests.support.factories import Factory
 
@@ -121,6 +124,39 @@ async def test_the_postgres_reader_replaces_a_connection_killed_under_it(
             )
         )
     assert await reads.room(source, slug=room.slug) == (room, None)
+    await close_writes(factory.sessionmaker)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_read_that_postgres_does_not_answer_gives_up_and_the_next_one_works(
+    factory: Factory,
+) -> None:
+    """The server process of the reader's connection stops (SIGSTOP: a hung server): the
+    read gives up after its timeout with an outage (503), and the next read, on a new
+    connection, answers at once. Before, it waited as long as the server hung."""
+    source = reads.reader(factory.sessionmaker)
+    assert isinstance(source, reads.PostgresReader)
+    source.MAX_CONNECTIONS = 1
+    source.READ_TIMEOUT_SECONDS = 0.5
+    [[backend]] = await source.rows(reads.Query("SELECT pg_backend_pid()"), ())
+    try:
+        os.kill(backend, signal.SIGSTOP)
+    except OSError:  # a server on another machine (TEST_DATABASE_URL)
+        pytest.skip("the PostgreSQL server's processes cannot be signalled from here")
+    # The server resumes after 3 s whatever happens (the test then fails, not hangs).
+    resume = asyncio.get_running_loop().call_later(3, os.kill, backend, signal.SIGCONT)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as raised:
+            await reads.room(source, slug="anything")
+        assert time.monotonic() - started < 2
+        assert is_outage(raised.value)
+        started = time.monotonic()
+        assert await reads.room(source, slug="no-such-room") is None
+        assert time.monotonic() - started < 2
+    finally:
+        resume.cancel()
+        os.kill(backend, signal.SIGCONT)
     await close_writes(factory.sessionmaker)
 
 
