@@ -262,12 +262,9 @@ class PostgresReader(Reader):
                 async with self._turns, pool.acquire() as connection:  # (no wait_for task)
                     try:
                         return await work(connection)
-                    except lost:
-                        connection.terminate()  # never handed out again: the pool opens another
-                        raise
-                    except TimeoutError:
-                        # Given back as it is, the connection would wait for the hung server
-                        # to answer the query's cancellation: closed instead.
+                    except (*lost, TimeoutError):
+                        # Never handed out again (the pool opens another); timed out, it would
+                        # wait for the hung server to answer the query's cancellation.
                         connection.terminate()
                         raise
             except lost:  # (also a connection that broke on its way back to the pool)
