@@ -22,16 +22,31 @@ class TTLCache(Generic[K, V]):
     Expired entries are dropped as they are met, and each ``set`` drops the expired ones at
     the least recently used end: what the cache holds is about what was set in the last
     ``ttl`` seconds, not ``max_size`` dead entries of a spread of keys read once each.
+
+    ``admit_repeats``: a value is kept only for a key that was set (or offered) before, within
+    the last two to four ``ttl``; the first time, only the key is remembered. A spread of keys
+    read once each then costs no entries (their values, and the collector's work over them),
+    while a key read again is cached from its second load on, and stays cached as it is
+    reloaded.
     """
 
     def __init__(
-        self, *, ttl: float, max_size: int = 100_000, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl: float,
+        max_size: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        admit_repeats: bool = False,
     ) -> None:
         self._ttl = ttl
         self._max_size = max_size
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._loading: dict[K, asyncio.Future[V]] = {}
+        self._admit_repeats = admit_repeats
+        self._seen: set[K] = set()  # keys offered in this window
+        self._seen_before: set[K] = set()  # ... and in the one before
+        self._window_start = clock()
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
@@ -72,8 +87,23 @@ class TTLCache(Generic[K, V]):
         self._entries.pop(key, None)
         return value
 
+    def _admitted(self, key: K, now: float) -> bool:
+        """Whether ``key`` was offered within the last two to four ``ttl`` (it is now): a key
+        reloaded as its value expires is always still known."""
+        window = 2 * self._ttl
+        if now - self._window_start >= window:
+            recent = now - self._window_start < 2 * window
+            self._seen_before = self._seen if recent else set()
+            self._seen = set()
+            self._window_start = now
+        seen = key in self._seen or key in self._seen_before
+        self._seen.add(key)
+        return seen
+
     def set(self, key: K, value: V, *, ttl: float | None = None) -> None:
         now = self._clock()
+        if self._admit_repeats and not self._admitted(key, now):
+            return
         entries = self._entries
         entries[key] = (now + (self._ttl if ttl is None else ttl), value)
         entries.move_to_end(key)
@@ -92,6 +122,7 @@ class TTLCache(Generic[K, V]):
         self._entries.pop(key, None)
 
     def clear(self) -> None:
+        """Drops the values; the keys seen stay seen (a key read again is kept at once)."""
         self._entries.clear()
 
     def __len__(self) -> int:
@@ -103,16 +134,21 @@ class LookupCache:
 
     Writes made through this process invalidate what they touch at once; other processes see
     a change after at most ``ttl`` seconds. Permission checks of writes never use it.
-    ``ttl=0`` disables caching.
+    ``ttl=0`` disables caching. Rooms, roles, accesses and sessions are kept only when read
+    again (``admit_repeats``): one read once costs its key, not its records.
     """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.rooms: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=50_000)
-        self.roles: TTLCache[tuple[Any, Any], Any] = TTLCache(ttl=ttl, max_size=200_000)
-        self.accesses: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=50_000)
+        self.rooms: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=50_000, admit_repeats=True)
+        self.roles: TTLCache[tuple[Any, Any], Any] = TTLCache(
+            ttl=ttl, max_size=200_000, admit_repeats=True
+        )
+        self.accesses: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=50_000, admit_repeats=True)
+        # (every user read is kept: the session's query reads its user for the request
+        # that follows, and for the requests that waited on that query)
         self.users: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=100_000)
-        self.sessions: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=100_000)
+        self.sessions: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=100_000, admit_repeats=True)
 
     @property
     def enabled(self) -> bool:

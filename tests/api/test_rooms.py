@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from livekit.api import TokenVerifier
 
+from api import keys
 from storage.records import UserRecord
 from tests.conftest import LIVEKIT_KEY, LIVEKIT_SECRET
 from tests.support.factories import Factory
@@ -462,6 +463,55 @@ async def test_changes_from_another_process_show_within_the_cache_ttl(
         await room_store.update_room(session, room.id, access_level="restricted")
     await asyncio.sleep(0.4)
     assert "livekit" not in await (await client.get(f"/api/v1.0/rooms/{room.id}/")).json()
+
+
+async def test_rooms_read_once_are_not_kept_and_a_room_read_again_is(
+    client: Client, factory: Factory
+) -> None:
+    """The lookup caches kept every room read for their TTL: a spread of rooms, each read
+    once, held their records (12 MiB of the bench's 10,000). Now only a room read again is
+    kept, and from then on it is served from the cache."""
+    from storage import rooms as room_store
+
+    cache = client.app[keys.ROOMS].cache
+    rooms = [await factory.room(access_level="public") for _ in range(30)]
+    for room in rooms:
+        assert (await client.get(f"/api/v1.0/rooms/{room.slug}/")).status == 200
+    assert len(cache.rooms) == 0
+    hot = rooms[0]
+    assert (await client.get(f"/api/v1.0/rooms/{hot.slug}/")).status == 200
+    assert len(cache.rooms) == 1
+    async with factory.sessionmaker.begin() as session:  # "another process" restricts it
+        await room_store.update_room(session, hot.id, access_level="restricted")
+    body = await (await client.get(f"/api/v1.0/rooms/{hot.slug}/")).json()
+    assert body["access_level"] == "public" and "livekit" in body  # served from the cache
+
+
+async def test_a_signed_in_caller_not_cached_costs_one_identity_query(
+    client: Client, factory: Factory, log_in: LogIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's query reads its user too: a caller whose session and user the lookup
+    cache does not keep (seen once) is not read a second time by user id."""
+    from storage import reads
+
+    real_user, real_session_user = reads.user, reads.session_user
+    calls: list[str] = []
+
+    async def user(*args: Any) -> Any:
+        calls.append("user")
+        return await real_user(*args)
+
+    async def session_user(*args: Any) -> Any:
+        calls.append("session")
+        return await real_session_user(*args)
+
+    monkeypatch.setattr(reads, "user", user)
+    monkeypatch.setattr(reads, "session_user", session_user)
+    for _ in range(3):
+        log_in(await factory.user())
+        response = await client.get("/api/v1.0/users/me/")
+        assert response.status == 200
+    assert calls == ["session"] * 3
 
 
 async def test_list_tokens_are_reused_only_for_the_same_grants(

@@ -85,3 +85,59 @@ def test_pruning_keeps_live_entries_and_an_empty_cache() -> None:
     short: TTLCache[str, int] = TTLCache(ttl=0, clock=lambda: now[0])
     short.set("gone", 1)  # expires as it is set: dropped, and no error on the empty cache
     assert len(short) == 0 and short.get("gone") is None
+
+
+def test_with_admit_repeats_a_key_offered_once_costs_no_entry() -> None:
+    """A spread of keys read once each (10,000 rooms) leaves no values behind, where each
+    used to be kept for a whole TTL."""
+    now = [0.0]
+    cache: TTLCache[int, int] = TTLCache(ttl=2, clock=lambda: now[0], admit_repeats=True)
+    for i in range(10_000):
+        now[0] = i / 1000
+        cache.set(i, i)
+    assert len(cache) == 0 and cache.get(9_999) is None
+
+
+def test_with_admit_repeats_a_key_offered_again_is_kept_and_stays_kept() -> None:
+    now = [0.0]
+    cache: TTLCache[str, int] = TTLCache(ttl=2, clock=lambda: now[0], admit_repeats=True)
+    cache.set("hot", 1)
+    assert cache.get("hot") is None
+    now[0] = 3.9  # the second load of the key, within two TTLs: kept
+    cache.set("hot", 2)
+    assert cache.get("hot") == 2
+    for step in range(1, 20):  # reloaded as it expires, for 40 s: kept each time at once
+        now[0] = 3.9 + 2.01 * step
+        assert cache.get("hot") is None
+        cache.set("hot", step)
+        assert cache.get("hot") == step
+    now[0] += 8.1  # not offered for two windows (4 TTLs): forgotten, the next is not kept
+    cache.set("hot", 99)
+    assert cache.get("hot") is None
+
+
+async def test_with_admit_repeats_the_second_load_is_cached_and_misses_still_share_one() -> None:
+    cache: TTLCache[str, int] = TTLCache(ttl=10, admit_repeats=True)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return loads
+
+    assert await asyncio.gather(*(cache.fetch("k", load) for _ in range(50))) == [1] * 50
+    assert await cache.fetch("k", load) == 2  # loaded again, and kept this time
+    assert await asyncio.gather(*(cache.fetch("k", load) for _ in range(50))) == [2] * 50
+    assert loads == 2
+
+
+def test_clear_drops_the_values_not_the_keys_seen() -> None:
+    """An invalidation (a write) is followed by a read of what was kept: kept again at once."""
+    cache: TTLCache[str, int] = TTLCache(ttl=10, admit_repeats=True)
+    cache.set("k", 1)
+    cache.set("k", 2)
+    cache.clear()
+    assert cache.get("k") is None
+    cache.set("k", 3)
+    assert cache.get("k") == 3
