@@ -134,21 +134,20 @@ class LookupCache:
 
     Writes made through this process invalidate what they touch at once; other processes see
     a change after at most ``ttl`` seconds. Permission checks of writes never use it.
-    ``ttl=0`` disables caching. Rooms, roles, accesses and sessions are kept only when read
-    again (``admit_repeats``): one read once costs its key, not its records.
+    ``ttl=0`` disables caching. Rooms and access lists are kept only when read again
+    (``admit_repeats``): one read once costs its key, not its records.
     """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
+        # Rooms and access lists hold records (an access list, its users'): they are kept
+        # only when read again. Roles, users and sessions are a few words each (their keys
+        # would be remembered anyway), and each saves a query: kept at once.
         self.rooms: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=50_000, admit_repeats=True)
-        self.roles: TTLCache[tuple[Any, Any], Any] = TTLCache(
-            ttl=ttl, max_size=200_000, admit_repeats=True
-        )
+        self.roles: TTLCache[tuple[Any, Any], Any] = TTLCache(ttl=ttl, max_size=200_000)
         self.accesses: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=50_000, admit_repeats=True)
-        # (every user read is kept: the session's query reads its user for the request
-        # that follows, and for the requests that waited on that query)
         self.users: TTLCache[Any, Any] = TTLCache(ttl=ttl, max_size=100_000)
-        self.sessions: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=100_000, admit_repeats=True)
+        self.sessions: TTLCache[str, Any] = TTLCache(ttl=ttl, max_size=100_000)
 
     @property
     def enabled(self) -> bool:

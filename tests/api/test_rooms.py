@@ -490,8 +490,9 @@ async def test_rooms_read_once_are_not_kept_and_a_room_read_again_is(
 async def test_a_signed_in_caller_not_cached_costs_one_identity_query(
     client: Client, factory: Factory, log_in: LogIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The session's query reads its user too: a caller whose session and user the lookup
-    cache does not keep (seen once) is not read a second time by user id."""
+    """The session's query reads its user too: a caller not seen before is not read a second
+    time by user id (the user read with the session is kept at once, even where the lookup
+    caches keep only what is read again)."""
     from storage import reads
 
     real_user, real_session_user = reads.user, reads.session_user
