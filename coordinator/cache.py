@@ -89,11 +89,12 @@ class TTLCache(Generic[K, V]):
 
     def _admitted(self, key: K, now: float) -> bool:
         """Whether ``key`` was offered within the last two to four ``ttl`` (it is now): a key
-        reloaded as its value expires is always still known."""
+        reloaded as its value expires is always still known. A window also ends once it holds
+        ``max_size`` keys: a flood of distinct keys is remembered within the cache's bound."""
         window = 2 * self._ttl
-        if now - self._window_start >= window:
-            recent = now - self._window_start < 2 * window
-            self._seen_before = self._seen if recent else set()
+        elapsed = now - self._window_start
+        if elapsed >= window or len(self._seen) >= self._max_size:
+            self._seen_before = self._seen if elapsed < 2 * window else set()
             self._seen = set()
             self._window_start = now
         seen = key in self._seen or key in self._seen_before

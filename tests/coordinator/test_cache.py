@@ -141,3 +141,15 @@ def test_clear_drops_the_values_not_the_keys_seen() -> None:
     assert cache.get("k") is None
     cache.set("k", 3)
     assert cache.get("k") == 3
+
+
+def test_with_admit_repeats_a_flood_of_distinct_keys_is_remembered_within_the_bound() -> None:
+    now = [0.0]
+    cache: TTLCache[int, int] = TTLCache(
+        ttl=2, max_size=100, clock=lambda: now[0], admit_repeats=True
+    )
+    for i in range(10_000):  # all within one TTL
+        cache.set(i, i)
+        assert len(cache._seen) + len(cache._seen_before) <= 200
+    cache.set(9_999, 1)  # a repeat of a recent key is still kept
+    assert cache.get(9_999) == 1
